@@ -1,0 +1,73 @@
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { CollectorModule } from './collectors/collector.js';
+import { COLLECTORS } from './collectors/index.js';
+import type { Config } from './config.js';
+import { DockerClient } from './docker/client.js';
+import { createExporterMetrics } from './exporter-metrics.js';
+import { Inventory } from './inventory/inventory.js';
+import { Orchestrator } from './orchestrator.js';
+import { REVISION, VERSION } from './version.js';
+import { startWebServer, type WebServer } from './web/server.js';
+
+/** prom-client defaults that are gauges named `_total`, which `promtool check metrics` rejects. */
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+export interface App {
+  registry: Registry;
+  docker: DockerClient;
+  inventory: Inventory;
+  /** Starts collectors and the web server; resolves with the bound port. */
+  start(): Promise<{ port: number }>;
+  stop(): Promise<void>;
+}
+
+/** Wires one exporter instance: its own registry, engine client, inventory, collectors and web server. */
+export function createApp(config: Config, logger: Logger, modules: readonly CollectorModule[] = COLLECTORS): App {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+  new Gauge({
+    name: 'docker_exporter_build_info',
+    help: 'The exporter\'s version, revision and Node.js version; always 1.',
+    labelNames: ['version', 'revision', 'nodejs_version'],
+    registers: [registry],
+  }).set({ version: VERSION, revision: REVISION, nodejs_version: process.versions.node }, 1);
+
+  const metrics = createExporterMetrics(registry);
+  const docker = new DockerClient(config.docker, metrics, logger.child({ component: 'docker' }));
+  const inventory = new Inventory({ config, docker, logger, metrics });
+  const orchestrator = new Orchestrator(modules, config.collectors, { config, docker, inventory, registry, logger, metrics }, logger);
+  // The inventory is shared: it runs when any collector that reads containers runs.
+  const needsInventory = orchestrator.names.some((n) => n !== 'engine' && n !== 'events');
+  let web: WebServer | undefined;
+
+  async function ready(): Promise<{ ready: boolean; detail: string }> {
+    try {
+      await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(config.docker.timeoutMs, 3000) });
+      return { ready: true, detail: `engine API ${docker.apiVersion ?? '?'} at ${config.docker.host}` };
+    } catch (err) {
+      return { ready: false, detail: `engine at ${config.docker.host} does not answer: ${(err as Error).message}` };
+    }
+  }
+
+  return {
+    registry,
+    docker,
+    inventory,
+    async start() {
+      logger.info({ version: VERSION, collectors: orchestrator.names, docker: config.docker.host, statsMode: config.stats.mode }, 'starting docker-exporter');
+      if (needsInventory) inventory.start();
+      orchestrator.start();
+      web = await startWebServer(
+        { ...config.web, version: VERSION, logger },
+        { metrics: (format) => orchestrator.render(format), ready },
+      );
+      return { port: web.port };
+    },
+    async stop() {
+      await web?.close();
+      await Promise.all([orchestrator.stop(), inventory.stop()]);
+    },
+  };
+}
