@@ -100,7 +100,7 @@ function program(): Command {
     .version(VERSION, '--version', 'print the version and exit')
     .helpOption('-h, --help', 'show this help and exit')
     .exitOverride()
-    .configureOutput({ writeErr: () => {} })
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} })
     .allowExcessArguments(false)
     .addOption(flag('--web.listen-address <[host]:port>', 'address to serve /metrics on', ':9764'))
     .addOption(flag('--web.telemetry-path <path>', 'path under which metrics are served', '/metrics'))
@@ -209,9 +209,10 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const cmd = program();
   // Commander reads DOCKER_EXPORTER_* through process.env; give it the env we were handed.
   const saved = { ...process.env };
+  const given = { ...env };
   try {
     for (const key of Object.keys(process.env)) if (key.startsWith(ENV_PREFIX)) delete process.env[key];
-    for (const [key, value] of Object.entries(env)) if (key.startsWith(ENV_PREFIX)) process.env[key] = value;
+    for (const [key, value] of Object.entries(given)) if (key.startsWith(ENV_PREFIX)) process.env[key] = value;
     cmd.parse(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
@@ -225,21 +226,29 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     for (const key of Object.keys(process.env)) if (key.startsWith(ENV_PREFIX)) delete process.env[key];
     for (const [key, value] of Object.entries(saved)) if (key.startsWith(ENV_PREFIX)) process.env[key] = value;
   }
-  const o = cmd.opts<Record<string, unknown>>();
-  const str = (key: string): string | undefined => (o[key] === undefined ? undefined : String(o[key]));
+  const values = cmd.opts<Record<string, unknown>>();
+  // Commander camel-cases dashed names (web.listen-address → web.listenAddress); look up by flag.
+  const raw = (flagName: string): unknown => {
+    const option = cmd.options.find((opt) => opt.long === `--${flagName}`);
+    return option ? values[option.attributeName()] : undefined;
+  };
+  const str = (flagName: string): string | undefined => {
+    const v = raw(flagName);
+    return v === undefined ? undefined : String(v);
+  };
 
   const collectors = { ...DEFAULT_COLLECTORS };
   for (const name of COLLECTOR_NAMES) {
-    const value = o[`collector.${name}`];
+    const value = raw(`collector.${name}`);
     if (value !== undefined) collectors[name] = parseBool(`collector.${name}`, value);
   }
 
-  const rawFilters = o['events.filter'];
-  const filterList = Array.isArray(rawFilters)
-    ? rawFilters.map(String)
-    : typeof rawFilters === 'string'
-      ? rawFilters.split(',').filter((s) => s.trim() !== '')
-      : [];
+  // A flag repeats; its environment variable holds the list comma-separated.
+  const rawFilters = (raw('events.filter') as string[] | undefined) ?? [];
+  const filterList =
+    cmd.getOptionValueSource('events.filter') === 'env'
+      ? rawFilters.flatMap((v) => v.split(',')).filter((v) => v.trim() !== '')
+      : rawFilters;
 
   const concurrency = Number(str('stats.concurrency'));
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
@@ -251,7 +260,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     throw new ConfigError(`--web.telemetry-path: "${telemetryPath}" must start with / and not be / itself`);
   }
 
-  const tlsRaw = o['docker.tls-verify'] ?? (env.DOCKER_TLS_VERIFY ? true : false);
+  const tlsRaw = raw('docker.tls-verify') ?? (env.DOCKER_TLS_VERIFY ? true : false);
   const allowlist = (str('container.label-allowlist') ?? '')
     .split(',')
     .map((s) => s.trim())

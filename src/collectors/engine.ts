@@ -20,8 +20,10 @@ export const engineCollector: CollectorModule = {
     const memory = new Gauge({ name: 'docker_engine_memory_bytes', help: 'Memory the engine sees (MemTotal), in bytes.', registers });
     const containers = new Gauge({ name: 'docker_engine_containers', help: 'Containers by state, as the engine counts them.', labelNames: ['state'], registers });
     const images = new Gauge({ name: 'docker_engine_images', help: 'Images the engine holds.', registers });
-    const facts = [info, cpus, memory, containers, images];
+    const scalars = [cpus, memory, images];
     up.set(0);
+    // prom-client shows a label-less gauge as 0 until set; absent is the truth until the engine answers.
+    for (const g of scalars) g.remove({});
 
     return {
       async update() {
@@ -31,7 +33,9 @@ export const engineCollector: CollectorModule = {
         } catch (err) {
           up.set(0);
           // An engine that is away has no facts: stale ones would read as current.
-          for (const g of facts) g.reset();
+          info.reset();
+          containers.reset();
+          for (const g of scalars) g.remove({});
           throw err;
         }
         up.set(1);
@@ -65,8 +69,8 @@ export const engineCollector: CollectorModule = {
   },
 };
 
-/** Sets the gauge, or removes it where the engine did not report the field. */
+/** Sets a label-less gauge, or removes its series where the engine did not report the field. */
 function setIf(gauge: Gauge, value: number | undefined): void {
-  if (value === undefined) gauge.reset();
+  if (value === undefined) gauge.remove({});
   else gauge.set(value);
 }

@@ -30,9 +30,13 @@ export interface ContainerInfo {
     memory: number;
     memoryReservation: number;
     memorySwap: number;
-    /** Effective CFS quota and period in microseconds; NanoCpus converted as the engine applies it. */
+    /**
+     * CFS quota and period in microseconds, NanoCpus converted as the engine applies it; 0 means
+     * "not set" (no quota; the kernel's default period of 100000).
+     */
     cpuQuota: number;
     cpuPeriod: number;
+    /** 0 means "not set" (the kernel's default of 1024). */
     cpuShares: number;
   };
 }
@@ -55,8 +59,9 @@ export function parseContainerInspect(payload: unknown): ContainerInfo {
   let cpuQuota = num(host.CpuQuota) ?? 0;
   let cpuPeriod = num(host.CpuPeriod) ?? 0;
   if (nanoCpus > 0) {
+    // Integer division, as the engine computes it (daemon/daemon_unix.go, getCPUResources).
     cpuPeriod = NANO_CPUS_PERIOD;
-    cpuQuota = Math.round((nanoCpus * NANO_CPUS_PERIOD) / 1e9);
+    cpuQuota = Math.floor((nanoCpus * NANO_CPUS_PERIOD) / 1e9);
   }
   const healthStatus = str(health?.Status);
 

@@ -1,0 +1,48 @@
+# docker-exporter container image.
+#
+#   docker build -t docker-exporter .
+#   docker build --build-arg NODE_IMAGE=node:20-bookworm-slim -t docker-exporter .
+#
+# NODE_IMAGE is any image with node >= 20 and npm in PATH and a /bin/sh (the official node images,
+# alpine or Debian based). Where no registry can be reached, scripts/node-base-image.sh makes a
+# local one from this machine's Node.js.
+#
+# No `# syntax=` line on purpose: it would make BuildKit fetch a frontend image from a registry.
+ARG NODE_IMAGE=node:20-alpine
+
+# Compiles TypeScript with the dev dependencies; nothing of this stage but dist/ reaches the image.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: compiling needs no install script (ssh2's optional native build, esbuild's
+# binary check), and skipping them keeps compilers out of the picture.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only, installed apart so that npm's cache stays out of the final image.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM ${NODE_IMAGE}
+LABEL org.opencontainers.image.title="docker-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for Docker hosts" \
+      org.opencontainers.image.licenses="Apache-2.0"
+WORKDIR /app
+ENV NODE_ENV=production
+# Everything is owned by root and only readable by the exporter's user: the container can run
+# with --read-only and nothing it runs can rewrite its own code.
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+COPY deploy/container/healthcheck.mjs ./
+# nobody:nogroup, present in every base image; numeric so that Kubernetes' runAsNonRoot can check
+# it. Reading the engine's socket takes its group: `docker run --group-add <gid of the socket>`.
+USER 65534:65534
+EXPOSE 9764
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["node", "/app/healthcheck.mjs"]
+ENTRYPOINT ["node", "dist/cli.js"]

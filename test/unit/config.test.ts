@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import { buildConfig, ConfigError, EarlyExit, envName } from '../../src/config.js';
+import { parseDuration } from '../../src/duration.js';
+
+describe('buildConfig', () => {
+  it('has the documented defaults', () => {
+    const c = buildConfig([], {});
+    expect(c.web).toEqual({ listenHost: '', listenPort: 9764, telemetryPath: '/metrics', configFile: undefined });
+    expect(c.docker).toMatchObject({ host: 'unix:///var/run/docker.sock', tlsVerify: false, timeoutMs: 10_000 });
+    expect(c.collectors).toEqual({ engine: true, containers: true, stats: true, events: true, df: true });
+    expect(c.container.labelAllowlist).toEqual([
+      'com.docker.compose.project',
+      'com.docker.compose.service',
+      'com.docker.swarm.service.name',
+      'com.docker.stack.namespace',
+    ]);
+    expect(c.stats).toEqual({ mode: 'poll', intervalMs: 15_000, concurrency: 8 });
+    expect(c.df).toEqual({ intervalMs: 300_000, timeoutMs: 120_000 });
+    expect(c.log).toEqual({ level: 'info', format: 'json' });
+    expect(Object.isFrozen(c) && Object.isFrozen(c.web)).toBe(true);
+  });
+
+  it('takes flags over DOCKER_EXPORTER_* variables over Docker variables over defaults', () => {
+    const env = {
+      DOCKER_HOST: 'tcp://docker.example:2376',
+      DOCKER_TLS_VERIFY: '1',
+      DOCKER_CERT_PATH: '/certs',
+      DOCKER_EXPORTER_WEB_LISTEN_ADDRESS: '127.0.0.1:9000',
+      DOCKER_EXPORTER_STATS_INTERVAL: '30s',
+      DOCKER_EXPORTER_COLLECTOR_DF: 'false',
+      DOCKER_EXPORTER_EVENTS_FILTER: 'type=container,event=die',
+    };
+    const fromEnv = buildConfig([], env);
+    expect(fromEnv.docker).toMatchObject({ host: 'tcp://docker.example:2376', tlsVerify: true, certPath: '/certs' });
+    expect(fromEnv.web).toMatchObject({ listenHost: '127.0.0.1', listenPort: 9000 });
+    expect(fromEnv.stats.intervalMs).toBe(30_000);
+    expect(fromEnv.collectors.df).toBe(false);
+    expect(fromEnv.events.filters).toEqual({ type: ['container'], event: ['die'] });
+
+    const flags = buildConfig(
+      ['--web.listen-address', '[::1]:9100', '--stats.interval=5s', '--collector.df', '--docker.host', 'unix:///run/other.sock', '--events.filter', 'type=image'],
+      env,
+    );
+    expect(flags.web).toMatchObject({ listenHost: '::1', listenPort: 9100 });
+    expect(flags.stats.intervalMs).toBe(5000);
+    expect(flags.collectors.df).toBe(true);
+    expect(flags.docker.host).toBe('unix:///run/other.sock');
+    expect(flags.events.filters).toEqual({ type: ['image'] });
+  });
+
+  it('switches collectors with --no-collector.<name> and repeats --events.filter', () => {
+    const c = buildConfig(['--no-collector.stats', '--no-collector.events', '--events.filter', 'type=container', '--events.filter', 'label=a=b', '--events.filter', 'type=image']);
+    expect(c.collectors).toMatchObject({ stats: false, events: false, engine: true });
+    expect(c.events.filters).toEqual({ type: ['container', 'image'], label: ['a=b'] });
+  });
+
+  it.each([
+    [['--bogus'], "unknown option '--bogus'"],
+    [['--docker.timeout', 'soon'], '--docker.timeout: invalid duration "soon"'],
+    [['--stats.interval', '0s'], '--stats.interval: duration must be greater than zero'],
+    [['--stats.mode', 'sometimes'], '--stats.mode: "sometimes" is not one of stream, poll'],
+    [['--stats.concurrency', '0'], '--stats.concurrency: "0" is not a whole number'],
+    [['--web.listen-address', '9764'], '--web.listen-address: "9764" is not [host]:port'],
+    [['--web.telemetry-path', 'metrics'], '--web.telemetry-path: "metrics" must start with /'],
+    [['--docker.host', 'ftp://x'], '--docker.host: "ftp://x" is not unix:///path/to/socket or tcp://host:port'],
+    [['--container.include', '('], '--container.include: invalid regular expression'],
+    [['--events.filter', 'nonsense'], '--events.filter: "nonsense" is not KEY=VALUE'],
+    [['--log.level', 'loud'], '--log.level: "loud" is not one of'],
+    [['--collector.df', 'maybe'], '--collector.df: "maybe" is not a boolean'],
+    [['--web.listen-address'], "option '--web.listen-address <[host]:port>' argument missing"],
+    [['extra'], 'too many arguments'],
+  ])('rejects %j with a message naming the flag', (argv, message) => {
+    let error: unknown;
+    try {
+      buildConfig(argv, {});
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain(message);
+    expect((error as Error).message).not.toContain('\n');
+  });
+
+  it('rejects a bad value from the environment, naming the flag', () => {
+    expect(() => buildConfig([], { DOCKER_EXPORTER_DOCKER_TIMEOUT: 'x' })).toThrow('--docker.timeout: invalid duration "x"');
+  });
+
+  it('answers --help and --version without running', () => {
+    expect(() => buildConfig(['--version'], {})).toThrow(EarlyExit);
+    try {
+      buildConfig(['--help'], {});
+    } catch (err) {
+      const help = (err as EarlyExit).output;
+      for (const flag of ['--web.listen-address', '--docker.host', '--no-collector.stats', '--stats.mode', '--df.interval', '--log.format']) {
+        expect(help).toContain(flag);
+      }
+    }
+  });
+
+  it('maps flags to environment variable names', () => {
+    expect(envName('web.listen-address')).toBe('DOCKER_EXPORTER_WEB_LISTEN_ADDRESS');
+    expect(envName('collector.df')).toBe('DOCKER_EXPORTER_COLLECTOR_DF');
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['250ms', 250],
+    ['10s', 10_000],
+    ['5m', 300_000],
+    ['1h30m', 5_400_000],
+    ['1.5s', 1500],
+  ])('%s = %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
+  it.each(['', '10', 's', '10x', '5m garbage'])('rejects %j', (text) => expect(() => parseDuration(text)).toThrow('invalid duration'));
+});
