@@ -1,7 +1,7 @@
 /**
  * Records the real engine's payloads that the fake engine serves, into bench/fixtures/:
  * `node --import tsx bench/record-fixtures.ts`. Starts four labelled containers (idle; busy on a
- * user network; limited + health-checked + writing to disk; exited), records list entries,
+ * user network; limited + health-checked + writing to a volume; exited), records list entries,
  * inspects, stats (stream frames, stream=false, one-shot), a lifecycle's events, /info, /version,
  * /_ping and /system/df, and removes what it started.
  */
@@ -13,14 +13,15 @@ const SOCKET = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replac
 const OUT = path.join(REPO_ROOT, 'bench/fixtures');
 const BENCH_LABEL = 'docker-exporter-bench=record';
 const NET = 'bench-record-net';
+const VOLUME = 'bench-record-vol';
 
 const TEMPLATES = {
-  idle: ['--label', 'com.docker.compose.project=shop', '--label', 'com.docker.compose.service=cart', BENCH_IMAGE, 'sleep', '3600'],
+  idle: ['--label', 'com.docker.compose.project=shop', '--label', 'com.docker.compose.service=cart', BENCH_IMAGE, 'sh', '-c', 'echo state > /marker; exec sleep 3600'],
   busy: ['--network', NET, BENCH_IMAGE, 'sh', '-c', 'while true; do sleep 0.5; echo x >/dev/null; done'],
   limited: [
     '--memory', '64m', '--memory-reservation', '32m', '--cpus', '0.5', '--pids-limit', '100', '--cpu-shares', '512',
-    '--health-cmd', 'true', '--health-interval', '2s',
-    BENCH_IMAGE, 'sh', '-c', 'while true; do dd if=/dev/zero of=/tmp/f bs=64k count=16 conv=fsync 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done',
+    '--health-cmd', 'true', '--health-interval', '2s', '-v', `${VOLUME}:/data`,
+    BENCH_IMAGE, 'sh', '-c', 'while true; do dd if=/dev/zero of=/data/f bs=64k count=16 conv=fsync 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done',
   ],
   exited: [BENCH_IMAGE, 'sh', '-c', 'exit 3'],
 } as const;
@@ -44,10 +45,12 @@ async function main(): Promise<void> {
     const all = Object.values(ids);
     if (all.length) await docker(['rm', '-f', '-v', ...all]).catch(() => undefined);
     await docker(['network', 'rm', NET]).catch(() => undefined);
+    await docker(['volume', 'rm', '-f', VOLUME]).catch(() => undefined);
   };
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
     await docker(['network', 'create', '--label', TEST_LABEL, '--label', BENCH_LABEL, NET]);
+    await docker(['volume', 'create', '--label', TEST_LABEL, '--label', BENCH_LABEL, VOLUME]);
     for (const [kind, args] of Object.entries(TEMPLATES) as Array<[Kind, readonly string[]]>) {
       ids[kind] = await docker(['run', '-d', '--name', `bench-record-${kind}`, '--label', TEST_LABEL, '--label', BENCH_LABEL, ...args]);
     }
@@ -92,7 +95,11 @@ async function main(): Promise<void> {
     write('events.ndjson', events.lines.join('\n') + '\n');
     write('events-headers.json', pick(events.headers, ['content-type', 'transfer-encoding']));
 
-    write('system-df.json', await getJson(`${v}/system/df`));
+    // Only this run's containers and volume: the engine is shared, and other rows say nothing more.
+    const df = (await getJson(`${v}/system/df`)) as { Containers?: Array<{ Id: string }>; Volumes?: Array<{ Name: string }> };
+    df.Containers = (df.Containers ?? []).filter((c) => Object.values(ids).includes(c.Id));
+    df.Volumes = (df.Volumes ?? []).filter((vol) => vol.Name === VOLUME);
+    write('system-df.json', df);
     process.stdout.write(`recorded ${Object.keys(containers).length} containers, ${events.lines.length} events into ${path.relative(REPO_ROOT, OUT)}/\n`);
   } finally {
     await cleanup();

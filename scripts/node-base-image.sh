@@ -32,7 +32,7 @@ busybox=$(command -v busybox || true)
 file -L "$busybox" 2>/dev/null | grep -q 'statically linked' || die "$busybox is not statically linked: install busybox-static"
 
 # The image is rebuilt when node or npm changes: the tag alone says nothing about what is in it.
-fingerprint="node $("$node_bin" --version) $(sha256sum "$node_bin" | cut -c1-16) npm $(node -p "require('$npm_dir/package.json').version")"
+fingerprint="node $("$node_bin" --version) $(sha256sum "$node_bin" | cut -c1-16) npm $("$node_bin" -p "require('$npm_dir/package.json').version") ca $(cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null | sha256sum | cut -c1-8)"
 if [ "$(docker image inspect --format '{{index .Config.Labels "org.docker-exporter.node-base"}}' "$IMAGE" 2>/dev/null || true)" = "$fingerprint" ]; then
   echo "$IMAGE"
   exit 0
@@ -59,7 +59,13 @@ for applet in $("$root/bin/busybox" --list-full); do
   [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
 done
 
-[ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+# This machine's CA bundle, trusted by node through NODE_EXTRA_CA_CERTS: `npm ci` in the build then
+# reaches the registry the way npm on this machine does (also through a TLS-inspecting proxy).
+ca_env=()
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  ca_env=(-c 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt')
+fi
 cat > "$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 node:x:1000:1000::/home/node:/bin/sh
@@ -72,10 +78,13 @@ nobody:x:65534:
 EOF
 chown 1000:1000 "$root/home/node"
 
+old=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 say "importing $IMAGE ($fingerprint)"
 tar -C "$root" -c . | docker import \
-  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "${ca_env[@]}" \
   -c "LABEL org.docker-exporter.node-base=\"$fingerprint\"" \
   -c 'CMD ["node"]' \
   - "$IMAGE" >/dev/null
+# The replaced image would linger untagged; it stays only while builds made from it still use it.
+[ -z "$old" ] || docker rmi "$old" >/dev/null 2>&1 || true
 echo "$IMAGE"

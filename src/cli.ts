@@ -2,6 +2,8 @@
 import { createApp } from './app.js';
 import { buildConfig, ConfigError, EarlyExit, type Config } from './config.js';
 import { createLogger } from './logger.js';
+import { reloadWebConfigs } from './web/server.js';
+import { loadWebConfig } from './web/web-config.js';
 
 /** Exit status for a bad flag, value or config file, as Prometheus exporters use it. */
 const EXIT_USAGE = 2;
@@ -12,6 +14,8 @@ async function main(): Promise<void> {
   let config: Config;
   try {
     config = buildConfig(process.argv.slice(2), process.env);
+    // Checked before anything starts, so a bad file ends the program with its one error line only.
+    if (config.web.configFile) loadWebConfig(config.web.configFile);
   } catch (err) {
     if (err instanceof EarlyExit) {
       process.stdout.write(err.output);
@@ -25,6 +29,11 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger(config.log);
+  // SIGHUP re-reads --web.config.file (which is also re-read whenever it changes); it never ends the process.
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP', webConfigFile: config.web.configFile ?? null }, config.web.configFile ? 'reloading web config' : 'SIGHUP: no --web.config.file to reload');
+    reloadWebConfigs();
+  });
   let app;
   try {
     app = createApp(config, logger);

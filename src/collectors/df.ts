@@ -6,8 +6,8 @@ import { PayloadError } from '../parse/guards.js';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collector.js';
 
 /**
- * All four kinds, named: from API 1.42 the engine computes only the kinds listed in `type`, and
- * every one of them is needed for the four rows (https://docs.docker.com/reference/api/engine/version/v1.42/#tag/System/operation/SystemDataUsage).
+ * From API 1.42 an engine given `type` computes only the kinds listed; all four are named so the
+ * answer is complete (https://github.com/moby/moby/blob/v23.0.0/api/server/router/system/system_routes.go).
  */
 const ALL_TYPES = ['container', 'image', 'volume', 'build-cache'];
 
@@ -51,7 +51,7 @@ class DfCollector implements Collector {
   private inFlight: AbortController | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Message of the failure that was logged, so a failure repeated run after run logs once. */
+  /** What the logged failure was ('timeout' or its message), so a failure repeated run after run logs once. */
   private failing: string | undefined;
   private readonly retry = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
 

@@ -1,5 +1,9 @@
 import type { CollectorModule } from './collector.js';
+import { containersCollector } from './containers.js';
+import { dfCollector } from './df.js';
 import { engineCollector } from './engine.js';
+import { eventsCollector } from './events.js';
+import { statsCollector } from './stats.js';
 
 /** Every collector, in scrape order. Adding one: write `collectors/<name>.ts` and list it here. */
-export const COLLECTORS: readonly CollectorModule[] = [engineCollector];
+export const COLLECTORS: readonly CollectorModule[] = [engineCollector, containersCollector, statsCollector, eventsCollector, dfCollector];

@@ -81,19 +81,88 @@ export function modemOptions(docker: Config['docker']): NonNullable<ModemOptions
     protocol: tls ? 'https' : 'http',
   };
   if (tls) {
-    const read = (file: string): Buffer => {
+    const read = (file: string, optional = false): Buffer | undefined => {
       const p = path.join(docker.certPath, file);
       try {
         return fs.readFileSync(p);
       } catch (err) {
-        throw new Error(`--docker.cert-path: cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (optional && code === 'ENOENT') return undefined;
+        throw new Error(`--docker.cert-path: cannot read ${p}: ${code ?? (err as Error).message}`);
       }
     };
     opts.ca = read('ca.pem');
-    opts.cert = read('cert.pem');
-    opts.key = read('key.pem');
+    // As the docker CLI: without cert.pem and key.pem it connects without a client certificate
+    // (enough for an engine started with --tls but not --tlsverify); one without the other is a mistake.
+    opts.cert = read('cert.pem', true);
+    opts.key = read('key.pem', true);
+    if (Boolean(opts.cert) !== Boolean(opts.key)) {
+      const missing = opts.cert ? 'key.pem' : 'cert.pem';
+      throw new Error(`--docker.cert-path: ${path.join(docker.certPath, missing)} is missing (cert.pem and key.pem go together)`);
+    }
   }
   return opts as NonNullable<ModemOptions>;
+}
+
+/** Node's codes for a server certificate that does not chain to the CA we trust. */
+const UNTRUSTED_SERVER_CERT = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
+]);
+
+/** Errors below HTTP that mean the engine cannot be reached at all (rather than one request failing). */
+const CONNECTION_CODES = new Set([
+  'ENOENT', 'EACCES', 'EPERM', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENOTFOUND', 'EAI_AGAIN', 'EPROTO', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  ...UNTRUSTED_SERVER_CERT,
+]);
+
+/** The engine's answer when plain HTTP reaches its TLS port. */
+const HTTP_TO_HTTPS = /Client sent an HTTP request to an HTTPS server/i;
+
+/**
+ * One line saying why the engine cannot be reached, in terms of the flags that fix it; undefined
+ * when the error is not a connection problem (an HTTP error status, a timeout).
+ */
+export function explainConnectionError(err: Error & { code?: string; statusCode?: number }, docker: Config['docker'], hasClientCert: boolean): string | undefined {
+  const code = err.code ?? '';
+  const message = err.message ?? '';
+  const url = new URL(docker.host);
+  const unix = url.protocol === 'unix:' || url.protocol === 'npipe:';
+  const where = unix ? docker.host.replace(/^(unix|npipe):\/\//, '') : `${url.hostname}:${url.port || (docker.tlsVerify ? '2376' : '2375')}`;
+  const certDir = docker.certPath;
+  if (message.startsWith('--docker.cert-path')) return message;
+  if (HTTP_TO_HTTPS.test(message)) return `the engine at ${where} expects TLS: set --docker.tls-verify and --docker.cert-path (or DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)`;
+  if (err.statusCode !== undefined) return undefined;
+  if (UNTRUSTED_SERVER_CERT.has(code)) {
+    return `TLS: the engine's certificate at ${where} is not signed by the CA in ${path.join(certDir, 'ca.pem')} (${code}): is that the engine's CA?`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the engine's certificate is not valid for the name ${url.hostname}: ${message}`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `TLS: the engine's certificate at ${where} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not valid yet'}`;
+  // The engine turned our certificate (or its absence) down: a TLS alert during the handshake.
+  if (/ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|HANDSHAKE_FAILURE)/.test(code) || /alert (bad certificate|certificate required|unknown ca)/i.test(message)) {
+    return hasClientCert
+      ? `TLS: the engine at ${where} refused our client certificate ${path.join(certDir, 'cert.pem')} (${code || message}): it is not signed by a CA the engine trusts (--tlscacert)`
+      : `TLS: the engine at ${where} requires a client certificate (${code || message}), and ${certDir} has no cert.pem and key.pem`;
+  }
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(message)) {
+    return `TLS: ${where} does not speak TLS: drop --docker.tls-verify, or point --docker.host at the engine's TLS port`;
+  }
+  if (unix) {
+    if (code === 'ENOENT') return `${where} does not exist: is the Docker Engine running (or is --docker.host wrong)?`;
+    if (code === 'EACCES' || code === 'EPERM') return `permission denied on ${where}: run the exporter in the docker group, or give it a read-only socket proxy (see Security in the README)`;
+    if (code === 'ECONNREFUSED') return `nothing accepts connections on ${where}: is the Docker Engine running?`;
+  } else {
+    if (code === 'ECONNREFUSED') return `connection refused by ${where}: is the engine listening there (dockerd -H tcp://…)?`;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve ${url.hostname} (${code})`;
+    if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return `cannot reach ${where} (${code})`;
+  }
+  if (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/i.test(message)) {
+    const hint = !unix && docker.tlsVerify ? '; with TLS this can also mean the engine refused the client certificate' : '';
+    return `the engine at ${where} closed the connection (${code || message})${hint}`;
+  }
+  if (CONNECTION_CODES.has(code)) return `cannot connect to ${where}: ${message}`;
+  return undefined;
 }
 
 /**
@@ -107,6 +176,9 @@ export class DockerClient {
   private negotiating: Promise<Modem> | undefined;
   private version: string | undefined;
   private engineMax: string | undefined;
+  /** Why the engine cannot be reached, while it cannot: logged once per distinct reason. */
+  private downReason: string | undefined;
+  private hasClientCert = false;
 
   constructor(
     private readonly config: Config['docker'],
@@ -134,6 +206,11 @@ export class DockerClient {
     return this.engineMax;
   }
 
+  /** Why the engine could not be reached on the last attempt, or undefined while it answers. */
+  get unreachableReason(): string | undefined {
+    return this.downReason;
+  }
+
   /** Forgets the negotiated version so the next request negotiates again. */
   reset(): void {
     this.modem = undefined;
@@ -144,14 +221,22 @@ export class DockerClient {
     if (this.modem) return this.modem;
     this.negotiating ??= (async () => {
       try {
-        const bare = new Docker(modemOptions(this.config)).modem as Modem;
+        let options: NonNullable<ModemOptions>;
+        try {
+          options = modemOptions(this.config);
+        } catch (err) {
+          this.noteDown((err as Error).message);
+          throw err;
+        }
+        this.hasClientCert = Boolean((options as { cert?: unknown }).cert);
+        const bare = new Docker(options).modem as Modem;
         const v = (await this.raw(bare, '/version', '/version', false, {})) as { ApiVersion?: unknown };
         const engineMax = typeof v?.ApiVersion === 'string' ? v.ApiVersion : OLDEST_SUPPORTED_API;
         const pinned = negotiateApiVersion(engineMax);
         if (compareApiVersions(pinned, OLDEST_SUPPORTED_API) < 0) {
           this.logger.warn({ engineApi: engineMax }, `engine API ${engineMax} is older than ${OLDEST_SUPPORTED_API}; some metrics may be missing`);
         }
-        this.modem = new Docker({ ...modemOptions(this.config), version: `v${pinned}` }).modem as Modem;
+        this.modem = new Docker({ ...options, version: `v${pinned}` }).modem as Modem;
         if (this.version !== pinned) this.logger.info({ apiVersion: pinned, engineApi: engineMax }, 'negotiated engine API version');
         this.version = pinned;
         this.engineMax = engineMax;
@@ -161,6 +246,18 @@ export class DockerClient {
       }
     })();
     return this.negotiating;
+  }
+
+  private noteDown(reason: string): void {
+    if (reason === this.downReason) return;
+    this.downReason = reason;
+    this.logger.error({ docker: this.config.host, reason }, `cannot reach the Docker Engine: ${reason}`);
+  }
+
+  private noteUp(): void {
+    if (this.downReason === undefined) return;
+    this.downReason = undefined;
+    this.logger.info({ docker: this.config.host }, 'the Docker Engine answers again');
   }
 
   private async dial(route: Route, path: string, isStream: boolean, opts: RequestOptions): Promise<unknown> {
@@ -197,15 +294,20 @@ export class DockerClient {
             this.metrics.dockerRequestFailures.inc({ endpoint: route });
             const status = err.statusCode;
             let error: Error = err;
+            const why = opts.signal?.aborted ? undefined : explainConnectionError(err, this.config, this.hasClientCert);
             if (status !== undefined) {
-              error = new EngineError(`${route}: HTTP ${status}: ${err.json?.message ?? err.message}`, status, route);
+              error = new EngineError(`${route}: HTTP ${status}: ${why ?? err.json?.message ?? err.message}`, status, route);
             } else if (signal?.aborted && !opts.signal?.aborted) {
               error = new Error(`${route}: timed out after ${timeoutMs} ms`);
+            } else if (why) {
+              error = Object.assign(new Error(`${route}: ${why}`, { cause: err }), { code: (err as NodeJS.ErrnoException).code });
             }
+            if (why) this.noteDown(why);
             this.logger.debug({ method: 'GET', route, status: status ?? 0, ms, err: error.message }, 'engine request failed');
             return reject(error);
           }
           this.logger.debug({ method: 'GET', route, status: 200, ms }, 'engine request');
+          this.noteUp();
           resolve(result);
         },
       );

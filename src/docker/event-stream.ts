@@ -21,29 +21,68 @@ export function sinceParam(timeNano: bigint): string {
   return `${s}.${ns.toString().padStart(9, '0')}`;
 }
 
+/** The local clock in nanoseconds since the epoch (millisecond precision). */
+export function nowNano(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
 /**
- * One long-lived `GET /events` that survives the engine: when it drops it reconnects with backoff
- * and `since` = the last event's exact time, and drops the replayed events it already delivered,
- * so that nothing the engine still holds is lost or delivered twice.
+ * How far before the newest delivered event a reconnect asks the engine to replay from. The engine
+ * stamps an event before it publishes it, so two events can reach us slightly out of time order;
+ * replaying this much more (and dropping what was already delivered) loses none of them.
+ */
+export const REPLAY_MARGIN_NS = 1_000_000_000n;
+
+export interface EventStreamOptions {
+  filters: Record<string, string[]>;
+  /**
+   * Where the history starts (engine time, ns): the first connection asks for events since then,
+   * so nothing between start() and the connection is missed. Without it, the first connection sees
+   * live events only, and a reconnect before any event replays from the moment it connected.
+   */
+  since?: bigint;
+  /** `source` label of the parse error counter and of log lines. */
+  source: string;
+  metrics: ExporterMetrics;
+  logger: Logger;
+  /** Reconnect delays (tests pass a fast one). */
+  backoff?: Backoff;
+}
+
+/**
+ * One long-lived `GET /events` that survives the engine: when it drops, it reconnects with backoff
+ * and `since` just before the last delivered event, and drops the replayed events it already
+ * delivered, so that nothing the engine still holds is lost or delivered twice.
  */
 export class EventStream extends EventEmitter<EventStreamEvents> {
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
-  private lastNano: bigint | undefined;
-  /** Keys of the events delivered at exactly `lastNano`, to drop them when `since` replays them. */
-  private atLastNano = new Set<string>();
+  /** The start of the history: no replay reaches before it. */
+  private floorNano: bigint | undefined;
+  /** The newest event time delivered. */
+  private highNano: bigint | undefined;
+  /** Identity → time of every event delivered within REPLAY_MARGIN_NS of highNano. */
+  private readonly recent = new Map<string, bigint>();
+  private prunedAt = 0n;
+  private up = false;
+  private lastErrorText: string | undefined;
 
   constructor(
     private readonly docker: DockerClient,
-    private readonly opts: {
-      filters: Record<string, string[]>;
-      /** `source` label of the parse error counter and of log lines. */
-      source: string;
-      metrics: ExporterMetrics;
-      logger: Logger;
-    },
+    private readonly opts: EventStreamOptions,
   ) {
     super();
+    this.floorNano = opts.since;
+  }
+
+  /** Whether the stream is open right now. */
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /** Why the stream is not open, if it is not. */
+  get lastError(): string | undefined {
+    return this.up ? undefined : (this.lastErrorText ?? 'events stream not connected yet');
   }
 
   start(): void {
@@ -55,18 +94,31 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
     await this.running;
   }
 
+  /** The `since` of the next connection, if any. */
+  sinceNano(): bigint | undefined {
+    if (this.highNano === undefined) return this.floorNano;
+    const replayFrom = this.highNano - REPLAY_MARGIN_NS;
+    return this.floorNano !== undefined && this.floorNano > replayFrom ? this.floorNano : replayFrom;
+  }
+
   private async loop(): Promise<void> {
-    const backoff = new Backoff();
+    const backoff = this.opts.backoff ?? new Backoff();
     let connections = 0;
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
         const query: Record<string, unknown> = {};
         if (Object.keys(this.opts.filters).length > 0) query.filters = JSON.stringify(this.opts.filters);
-        if (this.lastNano !== undefined) query.since = sinceParam(this.lastNano);
+        const since = this.sinceNano();
+        if (since !== undefined) query.since = sinceParam(since);
         const res = await this.docker.stream('/events', '/events', { query, signal });
+        // Without a given start, history starts at the first connection (the local clock: exact
+        // for an engine on this host, off by the clock skew for a remote one).
+        this.floorNano ??= nowNano();
         if (connections > 0) this.opts.metrics.eventsReconnects.inc();
-        this.emit('connected', connections > 0);
+        this.up = true;
+        this.lastErrorText = undefined;
+        this.safeEmit('connected', connections > 0);
         connections++;
         backoff.reset();
         await readNdjson(res, {
@@ -78,12 +130,18 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         });
         if (!signal.aborted) throw new Error('events stream ended');
       } catch (err) {
+        const wasUp = this.up;
+        this.up = false;
         if (signal.aborted) break;
-        this.opts.logger.warn({ err: (err as Error).message }, 'events stream dropped; reconnecting');
-        this.emit('disconnected', err as Error);
+        this.lastErrorText = `events stream: ${(err as Error).message}`;
+        // Logged once per outage, not once per failed attempt.
+        if (wasUp || connections === 0) this.opts.logger.warn({ err: (err as Error).message }, 'events stream dropped; reconnecting');
+        else this.opts.logger.debug({ err: (err as Error).message }, 'events stream still down');
+        this.safeEmit('disconnected', err as Error);
       }
       await sleep(backoff.next(), signal);
     }
+    this.up = false;
   }
 
   private deliver(value: unknown, line: string): void {
@@ -93,16 +151,32 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
       this.opts.logger.debug({ sample: line.slice(0, 200) }, 'events record without type or action skipped');
       return;
     }
-    const key = `${event.type}|${event.action}|${event.actorId}`;
-    if (this.lastNano !== undefined) {
-      if (event.timeNano < this.lastNano) return;
-      if (event.timeNano === this.lastNano && this.atLastNano.has(key)) return;
+    // An event without a time cannot be matched against a replay; it is delivered as it comes.
+    if (event.timeNano > 0n) {
+      const key = `${event.timeNano}|${event.type}|${event.action}|${event.actorId}`;
+      if (this.recent.has(key)) return;
+      this.recent.set(key, event.timeNano);
+      if (this.highNano === undefined || event.timeNano > this.highNano) this.highNano = event.timeNano;
+      this.prune();
     }
-    if (event.timeNano !== this.lastNano) {
-      this.lastNano = event.timeNano;
-      this.atLastNano = new Set();
+    this.safeEmit('event', event);
+  }
+
+  /** Forgets delivered events older than the replay margin, at most once per margin of time. */
+  private prune(): void {
+    const high = this.highNano ?? 0n;
+    if (high - this.prunedAt < REPLAY_MARGIN_NS) return;
+    this.prunedAt = high;
+    const oldest = high - REPLAY_MARGIN_NS;
+    for (const [key, t] of this.recent) if (t < oldest) this.recent.delete(key);
+  }
+
+  /** A listener's bug must not break the stream (or be mistaken for a stream failure). */
+  private safeEmit<K extends keyof EventStreamEvents>(name: K, ...args: EventStreamEvents[K]): void {
+    try {
+      (this.emit as (n: K, ...a: EventStreamEvents[K]) => boolean)(name, ...args);
+    } catch (err) {
+      this.opts.logger.error({ err: (err as Error).message, stack: (err as Error).stack, listener: name }, 'events listener failed');
     }
-    this.atLastNano.add(key);
-    this.emit('event', event);
   }
 }

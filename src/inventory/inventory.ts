@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import { Backoff, sleep } from '../backoff.js';
+import { ConfigError, type Config } from '../config.js';
 import { isNotFound, type DockerClient } from '../docker/client.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
@@ -31,13 +32,22 @@ const REFRESH_ACTIONS = new Set([
   'create', 'start', 'die', 'stop', 'kill', 'oom', 'pause', 'unpause', 'restart', 'rename', 'update', 'health_status',
 ]);
 
+/**
+ * The engine sends `health_status` only when the status changes, but every probe (an exec) can
+ * change the failing streak; the probe's result is stored just after its `exec_die`, hence the delay.
+ */
+const HEALTH_PROBE_SETTLE_MS = 250;
+
+/** Destroyed ids remembered so that a late inspect answer cannot bring a container back. */
+const TOMBSTONES_KEPT = 10_000;
+
 /** `com.docker.compose.project` → `container_label_com_docker_compose_project`. */
 export function labelNameFor(key: string): string {
   return `container_label_${key.replace(/[^a-zA-Z0-9_]/g, '_')}`;
 }
 
-/** Inspect requests in flight at once during a full sync. */
-const SYNC_CONCURRENCY = 8;
+/** Inspect requests in flight at once, for a full sync and for event bursts alike. */
+const INSPECT_CONCURRENCY = 8;
 
 /**
  * The one container inventory: list + inspect at start, kept current by the engine's container
@@ -51,13 +61,24 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   private readonly allowlist: Array<[key: string, labelName: string]>;
   private readonly records = new Map<string, ContainerRecord>();
   private readonly stream: EventStream;
-  /** Per container: a refresh in flight, and whether another is owed after it. */
-  private readonly refreshing = new Map<string, { again: boolean }>();
+  private readonly limit = pLimit(INSPECT_CONCURRENCY);
+  /** Per container: a refresh queued or in flight, and whether another is owed after it. */
+  private readonly refreshing = new Map<string, { started: boolean; again: boolean; done: Promise<void> }>();
   /** oom events that arrived before the container's first inspect. */
   private readonly pendingOoms = new Map<string, number>();
+  private readonly tombstones = new Set<string>();
+  private readonly probeTimers = new Map<string, NodeJS.Timeout>();
+  /** Bumped on every change of a record, so a sync knows what changed after its list was taken. */
+  private version = 0;
+  private readonly versions = new Map<string, number>();
   private syncing: Promise<void> | undefined;
-  private syncedOnce = false;
+  private syncAgain = false;
+  /** Connection count of the events stream, and the connection the last successful sync followed. */
+  private connection = 0;
+  private syncedConnection = -1;
   private streamUp = false;
+  private stopped = false;
+  private readonly stopController = new AbortController();
   private lastErrorText: string | undefined;
 
   constructor(
@@ -66,16 +87,22 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       docker: DockerClient;
       logger: Logger;
       metrics: ExporterMetrics;
+      /** Delays between failed syncs and between reconnects (tests pass a fast one). */
+      backoff?: () => Backoff;
     },
   ) {
     super();
     this.setMaxListeners(50);
-    const seen = new Set(['id', 'name', 'image']);
+    const byName = new Map<string, string>();
     this.allowlist = [];
     for (const key of deps.config.container.labelAllowlist) {
       const labelName = labelNameFor(key);
-      if (seen.has(labelName)) continue;
-      seen.add(labelName);
+      const other = byName.get(labelName);
+      if (other === key) continue;
+      if (other !== undefined) {
+        throw new ConfigError(`--container.label-allowlist: "${other}" and "${key}" both become the label ${labelName}; keep one of them`);
+      }
+      byName.set(labelName, key);
       this.allowlist.push([key, labelName]);
     }
     this.labelNames = ['id', 'name', 'image', ...this.allowlist.map(([, n]) => n)];
@@ -84,14 +111,17 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       source: 'inventory_events',
       metrics: deps.metrics,
       logger: deps.logger.child({ component: 'inventory' }),
+      backoff: deps.backoff?.(),
     });
     this.stream.on('connected', () => {
       this.streamUp = true;
+      this.lastErrorText = undefined;
+      this.connection++;
       void this.resync();
     });
     this.stream.on('disconnected', (err) => {
       this.streamUp = false;
-      this.lastErrorText = err.message;
+      this.lastErrorText = `events stream: ${err.message}`;
     });
     this.stream.on('event', (event) => this.onEvent(event));
   }
@@ -102,6 +132,10 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopController.abort();
+    for (const timer of this.probeTimers.values()) clearTimeout(timer);
+    this.probeTimers.clear();
     await this.stream.stop();
     await this.syncing;
   }
@@ -119,14 +153,15 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     return this.records.size;
   }
 
-  /** True while the events stream is up and a full sync has completed since it connected. */
+  /** True while the events stream is up and a full sync has completed since it (re)connected. */
   get current(): boolean {
-    return this.streamUp && this.syncedOnce && this.syncing === undefined;
+    return this.streamUp && this.syncedConnection === this.connection;
   }
 
   /** Why the inventory is not current, if it is not. */
   get lastError(): string | undefined {
-    return this.current ? undefined : (this.lastErrorText ?? 'not synchronised with the engine yet');
+    if (this.current) return undefined;
+    return this.lastErrorText ?? (this.streamUp ? 'container inventory is synchronising with the engine' : 'not synchronised with the engine yet');
   }
 
   /** Whether a container name is exported under --container.include / --container.exclude. */
@@ -135,29 +170,31 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     return (!include || include.test(name)) && !(exclude && exclude.test(name));
   }
 
-  /** List + inspect every container; drops what the engine no longer has. */
+  /**
+   * List + inspect every container, and drop what the engine no longer has. Asked again while it
+   * runs (a reconnect in the middle), it runs once more afterwards; failing, it retries with
+   * backoff for as long as the events stream is up.
+   */
   resync(): Promise<void> {
-    if (this.syncing) return this.syncing;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
     this.syncing = (async () => {
+      const backoff = this.deps.backoff?.() ?? new Backoff(500, 30_000);
       try {
-        const listed = arr(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true } })) ?? [];
-        const ids = new Set<string>();
-        for (const item of listed) {
-          const id = str(obj(item)?.Id);
-          const names = arr(obj(item)?.Names);
-          const name = str(names?.[0])?.replace(/^\//, '') ?? '';
-          if (id && this.exported(name)) ids.add(id);
-          else if (!id) this.countBad('list entry without Id');
-        }
-        for (const record of this.records.values()) if (!ids.has(record.id)) this.drop(record.id);
-        const limit = pLimit(SYNC_CONCURRENCY);
-        await Promise.all([...ids].map((id) => limit(() => this.refresh(id))));
-        this.syncedOnce = true;
-        this.lastErrorText = undefined;
-        this.emit('synced');
-      } catch (err) {
-        this.lastErrorText = `container list failed: ${(err as Error).message}`;
-        this.deps.logger.warn({ err: (err as Error).message }, 'container inventory sync failed');
+        do {
+          this.syncAgain = false;
+          const connection = this.connection;
+          if (await this.syncOnce()) {
+            this.syncedConnection = connection;
+            this.lastErrorText = undefined;
+            this.safeEmit('synced');
+          } else if (this.streamUp && !this.stopped) {
+            await sleep(backoff.next(), this.stopController.signal);
+            this.syncAgain = true;
+          }
+        } while (this.syncAgain && this.streamUp && !this.stopped);
       } finally {
         this.syncing = undefined;
       }
@@ -165,11 +202,42 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     return this.syncing;
   }
 
+  private async syncOnce(): Promise<boolean> {
+    const startedAt = this.version;
+    let listed: unknown[];
+    try {
+      listed = arr(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true } })) ?? [];
+    } catch (err) {
+      this.lastErrorText = `container list failed: ${(err as Error).message}`;
+      this.deps.logger.warn({ err: (err as Error).message }, 'container inventory sync failed');
+      return false;
+    }
+    const ids = new Set<string>();
+    for (const item of listed) {
+      const id = str(obj(item)?.Id);
+      if (!id) {
+        this.countBad('list entry without Id');
+        continue;
+      }
+      // Names also holds link aliases (/other/alias); the container's own name has one slash.
+      const names = (arr(obj(item)?.Names) ?? []).map((n) => str(n) ?? '');
+      const own = names.find((n) => /^\/[^/]+$/.test(n)) ?? names[0] ?? '';
+      if (this.exported(own.replace(/^\//, ''))) ids.add(id);
+    }
+    for (const record of [...this.records.values()]) {
+      // A record changed after the list was taken is newer than the list.
+      if (!ids.has(record.id) && (this.versions.get(record.id) ?? 0) <= startedAt) this.drop(record.id);
+    }
+    await Promise.all([...ids].map((id) => this.refresh(id)));
+    return true;
+  }
+
   private onEvent(event: EngineEvent): void {
-    if (event.type !== 'container' || !/^[0-9a-f]{64}$/.test(event.actorId)) return;
+    if (this.stopped || event.type !== 'container' || !/^[0-9a-f]{64}$/.test(event.actorId)) return;
     const action = baseAction(event.action);
     const id = event.actorId;
     if (action === 'destroy') {
+      this.bury(id);
       this.drop(id);
       return;
     }
@@ -179,28 +247,52 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       else this.pendingOoms.set(id, (this.pendingOoms.get(id) ?? 0) + 1);
     }
     if (REFRESH_ACTIONS.has(action)) void this.refresh(id);
+    else if (action === 'exec_die' && (this.records.get(id)?.health ?? 'none') !== 'none') this.refreshAfterProbe(id);
   }
 
-  /** Inspects one container and updates the inventory; coalesces bursts of events for it. */
-  private async refresh(id: string): Promise<void> {
-    const inFlight = this.refreshing.get(id);
-    if (inFlight) {
-      inFlight.again = true;
-      return;
+  private refreshAfterProbe(id: string): void {
+    if (this.probeTimers.has(id)) return;
+    this.probeTimers.set(
+      id,
+      setTimeout(() => {
+        this.probeTimers.delete(id);
+        void this.refresh(id);
+      }, HEALTH_PROBE_SETTLE_MS),
+    );
+  }
+
+  /**
+   * Inspects one container and updates the inventory; coalesces bursts of events for it. Resolves
+   * once the container's facts are at least as new as the call.
+   */
+  private refresh(id: string): Promise<void> {
+    const pending = this.refreshing.get(id);
+    if (pending) {
+      // Queued but not sent yet: its answer will already reflect this event.
+      if (pending.started) pending.again = true;
+      return pending.done;
     }
-    const slot = { again: false };
+    const slot = { started: false, again: false, done: Promise.resolve() };
     this.refreshing.set(id, slot);
-    try {
-      do {
-        slot.again = false;
-        await this.inspectOnce(id);
-      } while (slot.again);
-    } finally {
-      this.refreshing.delete(id);
-    }
+    slot.done = (async () => {
+      try {
+        do {
+          slot.again = false;
+          slot.started = false;
+          await this.limit(() => {
+            slot.started = true;
+            return this.inspectOnce(id);
+          });
+        } while (slot.again && !this.stopped);
+      } finally {
+        this.refreshing.delete(id);
+      }
+    })();
+    return slot.done;
   }
 
   private async inspectOnce(id: string): Promise<void> {
+    if (this.stopped || this.tombstones.has(id)) return;
     let payload: unknown;
     try {
       payload = await this.deps.docker.get<unknown>('/containers/{id}/json', `/containers/${id}/json`);
@@ -210,6 +302,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       else this.deps.logger.debug({ id, err: (err as Error).message }, 'container inspect failed');
       return;
     }
+    // Destroyed while the answer was on its way: that answer is older than the destroy event.
+    if (this.stopped || this.tombstones.has(id)) return;
     let info: ContainerInfo;
     try {
       info = parseContainerInspect(payload);
@@ -222,15 +316,16 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       return;
     }
     const previous = this.records.get(id);
-    const pending = this.pendingOoms.get(id) ?? 0;
+    const pendingOoms = this.pendingOoms.get(id) ?? 0;
     this.pendingOoms.delete(id);
     const record: ContainerRecord = {
       ...info,
       promLabels: this.promLabelsOf(info),
-      oomEvents: (previous?.oomEvents ?? 0) + pending,
+      oomEvents: (previous?.oomEvents ?? 0) + pendingOoms,
     };
     this.records.set(id, record);
-    this.emit('upsert', record, previous);
+    this.versions.set(id, ++this.version);
+    this.safeEmit('upsert', record, previous);
   }
 
   private promLabelsOf(info: ContainerInfo): Record<string, string> {
@@ -239,12 +334,36 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     return labels;
   }
 
+  /** Remembers a destroyed id (container ids are never reused), forgetting the oldest beyond a bound. */
+  private bury(id: string): void {
+    this.tombstones.add(id);
+    if (this.tombstones.size > TOMBSTONES_KEPT) {
+      const oldest = this.tombstones.values().next().value;
+      if (oldest !== undefined) this.tombstones.delete(oldest);
+    }
+    const timer = this.probeTimers.get(id);
+    if (timer) {
+      clearTimeout(timer);
+      this.probeTimers.delete(id);
+    }
+  }
+
   private drop(id: string): void {
     this.pendingOoms.delete(id);
+    this.versions.delete(id);
     const record = this.records.get(id);
     if (!record) return;
     this.records.delete(id);
-    this.emit('remove', record);
+    this.safeEmit('remove', record);
+  }
+
+  /** A listener's bug (a collector's) must not stop the inventory from keeping current. */
+  private safeEmit<K extends keyof InventoryEvents>(name: K, ...args: InventoryEvents[K]): void {
+    try {
+      (this.emit as (n: K, ...a: InventoryEvents[K]) => boolean)(name, ...args);
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error).message, stack: (err as Error).stack, listener: name }, 'inventory listener failed');
+    }
   }
 
   private countBad(reason: string): void {

@@ -2,6 +2,7 @@ import { arr, bool, num, obj, PayloadError, str, type Json } from './guards.js';
 
 /** The rows of `docker system df`, as the `kind` label spells them. */
 export const DISK_USAGE_KINDS = ['images', 'containers', 'volumes', 'build_cache'] as const;
+/** One of DISK_USAGE_KINDS. */
 export type DiskUsageKind = (typeof DISK_USAGE_KINDS)[number];
 
 /** One row of `docker system df`: the TOTAL, ACTIVE, SIZE and RECLAIMABLE columns, in objects and bytes. */
@@ -57,15 +58,12 @@ const LEGACY_KEYS: Record<DiskUsageKind, string> = {
 const ACTIVE_STATES = new Set(['running', 'paused', 'restarting']);
 
 /**
- * Parses a `/system/df` answer of either shape into the figures `docker system df` prints.
- *
- * API 1.52+ engines compute the four rows themselves (`ImageUsage`, … with `TotalCount`,
- * `ActiveCount`, `TotalSize`, `Reclaimable`, zeros omitted); those are taken as they are, since the
- * CLI of that generation prints them unchanged. Older engines send the object lists only and the CLI
- * (docker/cli 28, cli/command/formatter/disk_usage.go) derives the rows; those rules are
- * reproduced here. A 1.52 engine asked without `verbose` sends both shapes; the new one wins.
- * Throws PayloadError when the payload is not an object, matches neither shape, or has a list or
- * usage member of the wrong type (figures from half a payload would be wrong, not partial).
+ * The rows of `docker system df` plus per-container and per-volume sizes, from either shape.
+ * API 1.52+ engines compute the rows themselves and the CLI prints them unchanged, so they are
+ * taken as sent. For older engines the CLI derives the rows from the object lists; docker/cli 28's
+ * rules are followed (https://github.com/docker/cli/blob/v28.5.2/cli/command/formatter/disk_usage.go):
+ * CLI 29 derives images RECLAIMABLE otherwise. Throws PayloadError for a payload of neither shape or
+ * with a list or total of the wrong type: figures from part of a payload would be wrong, not partial.
  */
 export function parseDiskUsage(payload: unknown): DiskUsage {
   const p = obj(payload);

@@ -1,9 +1,12 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import express, { type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
+import { checkClientCert, clientCertOptions, secureContextOptions, WebConfigSource, type WebConfig } from './web-config.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -21,6 +24,8 @@ export interface WebOptions {
   telemetryPath: string;
   version: string;
   logger: Logger;
+  /** `--web.config.file`: TLS, basic auth and headers, re-read when it changes. */
+  configFile?: string;
 }
 
 export interface WebServer {
@@ -37,11 +42,61 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** A token bucket as toolkit's `rate_limit` (Go's rate.Limiter): one request per interval, bursts up to `burst`. */
+class RateLimiter {
+  private tokens: number;
+  private last = performance.now();
+
+  constructor(private readonly limit: NonNullable<WebConfig['rateLimit']>) {
+    this.tokens = limit.burst;
+  }
+
+  allow(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.limit.burst, this.tokens + (now - this.last) / this.limit.intervalMs);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Headers, rate limit and basic auth from the web config, before any route: like toolkit, every
+ * path (also /healthz) is behind the same authentication.
+ */
+function guard(source: WebConfigSource, logger: Logger) {
+  let limiter: { config: WebConfig; limiter: RateLimiter | undefined } | undefined;
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    source.refresh();
+    const config = source.current;
+    for (const [name, value] of Object.entries(config.headers)) res.set(name, value);
+    if (limiter?.config !== config) limiter = { config, limiter: config.rateLimit && new RateLimiter(config.rateLimit) };
+    if (limiter.limiter && !limiter.limiter.allow()) {
+      res.status(429).type('text/plain').send('Too Many Requests\n');
+      return;
+    }
+    const auth = source.basicAuth;
+    if (!auth.enabled) return next();
+    let ok = false;
+    try {
+      ok = await auth.check(req.get('authorization'));
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'basic auth check failed');
+    }
+    if (ok) return next();
+    logger.debug({ path: req.path, remote: req.socket.remoteAddress }, 'basic auth refused');
+    res.set('WWW-Authenticate', 'Basic');
+    res.status(401).type('text/plain').send('Unauthorized\n');
+  };
+}
+
 /** Builds the express app: /metrics, a landing page, /healthz, /readyz, and 404 for the rest. */
-export function createWebApp(opts: WebOptions, handlers: WebHandlers): express.Express {
+export function createWebApp(opts: WebOptions, handlers: WebHandlers, webConfig?: WebConfigSource): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (webConfig) app.use(guard(webConfig, opts.logger));
 
   app.get(opts.telemetryPath, async (req: Request, res: Response) => {
     // text/plain first: a scraper that accepts anything gets the classic format.
@@ -93,9 +148,45 @@ export function createWebApp(opts: WebOptions, handlers: WebHandlers): express.E
   return app;
 }
 
-/** Starts serving; resolves once the port is bound. */
+/** Web configs of the servers this process runs, for SIGHUP. */
+const reloadable = new Set<WebConfigSource>();
+
+/** Re-reads every running server's web config now (SIGHUP); returns how many there are. */
+export function reloadWebConfigs(): number {
+  for (const source of reloadable) source.refresh(true);
+  return reloadable.size;
+}
+
+/** An HTTPS server whose certificate, CA and client-certificate policy follow the web config. */
+function httpsServer(source: WebConfigSource, app: express.Express, logger: Logger): https.Server {
+  const tlsOf = (c: WebConfig) => c.tls!;
+  const server = https.createServer({ ...secureContextOptions(tlsOf(source.current)), ...clientCertOptions(tlsOf(source.current)) }, app);
+  const apply = (config: WebConfig): void => {
+    server.setSecureContext(secureContextOptions(tlsOf(config)));
+    // Read by Node's TLS server for each new connection; setSecureContext does not cover them.
+    Object.assign(server, clientCertOptions(tlsOf(config)));
+  };
+  source.on('change', (next) => apply(next));
+  // Before Node wraps the socket in TLS: a changed certificate applies to this very handshake.
+  server.prependListener('connection', () => source.refresh());
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const why = checkClientCert(tlsOf(source.current), socket);
+    if (why) {
+      logger.debug({ remote: socket.remoteAddress, reason: why }, 'TLS client refused');
+      socket.destroy();
+    }
+  });
+  server.on('tlsClientError', (err: Error, socket: Socket) => {
+    logger.debug({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed');
+  });
+  return server;
+}
+
+/** Starts serving; resolves once the port is bound. Throws WebConfigError for a bad --web.config.file. */
 export async function startWebServer(opts: WebOptions, handlers: WebHandlers): Promise<WebServer> {
-  const server = http.createServer(createWebApp(opts, handlers));
+  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger) : undefined;
+  const app = createWebApp(opts, handlers, source);
+  const server = source?.current.tls ? httpsServer(source, app, opts.logger) : http.createServer(app);
   // A scraper that never reads must not hold a socket forever.
   server.requestTimeout = 60_000;
   server.headersTimeout = 30_000;
@@ -107,11 +198,18 @@ export async function startWebServer(opts: WebOptions, handlers: WebHandlers): P
     });
   });
   const port = (server.address() as AddressInfo).port;
-  opts.logger.info({ address: opts.listenHost || '0.0.0.0', port, telemetryPath: opts.telemetryPath }, 'listening');
+  if (source) reloadable.add(source);
+  const security = source && {
+    tls: Boolean(source.current.tls),
+    clientAuth: source.current.tls?.clientAuth,
+    basicAuth: source.current.users.size > 0,
+  };
+  opts.logger.info({ address: opts.listenHost || '0.0.0.0', port, telemetryPath: opts.telemetryPath, ...security }, 'listening');
   return {
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        if (source) reloadable.delete(source);
         server.close(() => resolve());
         server.closeIdleConnections();
         // Keep-alive scrapers would otherwise hold close() open.

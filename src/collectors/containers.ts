@@ -1,0 +1,127 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { ContainerRecord } from '../inventory/inventory.js';
+import { CONTAINER_STATES, HEALTH_STATUSES } from '../parse/container.js';
+import type { CollectorModule } from './collector.js';
+
+/** The kernel's CFS period when none is set (sched-bwc.txt), which cAdvisor reports from the cgroup. */
+export const DEFAULT_CPU_PERIOD = 100_000;
+/** The kernel's cpu.shares when none is set, which cAdvisor reports from the cgroup. */
+export const DEFAULT_CPU_SHARES = 1024;
+
+/** cAdvisor's encoding of the health check in container_health_state. */
+const HEALTH_STATE = { none: -1, starting: 0, unhealthy: 0, healthy: 1 } as const;
+
+type Labels = Record<string, string>;
+
+/** The containers collector's metrics, registered once; `render` fills them from the records. */
+export class ContainerMetrics {
+  private readonly gauges: Gauge[] = [];
+  private readonly counters: Counter[] = [];
+  private readonly info: Gauge;
+  private readonly state: Gauge;
+  private readonly healthStatus: Gauge;
+  private readonly failingStreak: Gauge;
+  private readonly restarts: Counter;
+  private readonly exitCode: Gauge;
+  private readonly oomKilled: Gauge;
+  private readonly oomEvents: Counter;
+  private readonly created: Gauge;
+  private readonly startedAt: Gauge;
+  private readonly finishedAt: Gauge;
+  private readonly startTime: Gauge;
+  private readonly healthState: Gauge;
+  private readonly memoryLimit: Gauge;
+  private readonly memoryReservation: Gauge;
+  private readonly memorySwap: Gauge;
+  private readonly cpuQuota: Gauge;
+  private readonly cpuPeriod: Gauge;
+  private readonly cpuShares: Gauge;
+
+  constructor(registry: Registry, labelNames: readonly string[]) {
+    const gauge = (name: string, help: string, extra: string[] = []): Gauge => {
+      const g = new Gauge({ name, help, labelNames: [...labelNames, ...extra], registers: [registry] });
+      this.gauges.push(g);
+      return g;
+    };
+    const counter = (name: string, help: string): Counter => {
+      const c = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
+      this.counters.push(c);
+      return c;
+    };
+    this.info = gauge('docker_container_info', 'Container facts; always 1.', ['image_id']);
+    this.state = gauge('docker_container_state', 'Whether the container is in this state (State.Status): 1 on the current one, 0 on the others.', ['state']);
+    this.healthStatus = gauge('docker_container_health_status', 'Whether the container\'s health check is in this status (none when it has no check): 1 on the current one, 0 on the others.', ['status']);
+    this.failingStreak = gauge('docker_container_health_failing_streak', 'Consecutive failed health probes (State.Health.FailingStreak).');
+    this.restarts = counter('docker_container_restarts_total', 'Times the engine restarted the container under its restart policy (RestartCount).');
+    this.exitCode = gauge('docker_container_exit_code', 'Exit code of the container\'s last run (State.ExitCode).');
+    this.oomKilled = gauge('docker_container_oom_killed', 'Whether the OOM killer ended the container\'s last run (State.OOMKilled).');
+    this.oomEvents = counter('docker_container_oom_events_total', 'oom events the engine reported for the container since the exporter started.');
+    this.created = gauge('docker_container_created_seconds', 'When the container was created, in unix seconds.');
+    this.startedAt = gauge('docker_container_started_at_seconds', 'When the container was last started, in unix seconds (State.StartedAt).');
+    this.finishedAt = gauge('docker_container_finished_at_seconds', 'When the container\'s last run ended, in unix seconds (State.FinishedAt).');
+    this.startTime = gauge('container_start_time_seconds', 'Start time of the container since unix epoch in seconds.');
+    this.healthState = gauge('container_health_state', 'The result of the container\'s health check: 1 healthy, 0 starting or unhealthy, -1 no health check.');
+    this.memoryLimit = gauge('container_spec_memory_limit_bytes', 'Memory limit for the container, in bytes (0 = unlimited).');
+    this.memoryReservation = gauge('container_spec_memory_reservation_limit_bytes', 'Memory reservation (soft limit) for the container, in bytes (0 = none).');
+    this.memorySwap = gauge('container_spec_memory_swap_limit_bytes', 'Memory plus swap limit for the container, in bytes (-1 or 0 = unlimited).');
+    this.cpuQuota = gauge('container_spec_cpu_quota', 'CPU quota of the container, in microseconds per period (absent when the container has none).');
+    this.cpuPeriod = gauge('container_spec_cpu_period', 'CPU period of the container, in microseconds.');
+    this.cpuShares = gauge('container_spec_cpu_shares', 'CPU share of the container.');
+  }
+
+  /** Replaces every series with those of `records`, so a removed container's series vanish. */
+  render(records: Iterable<ContainerRecord>): void {
+    for (const g of this.gauges) g.reset();
+    for (const c of this.counters) c.reset();
+    for (const r of records) this.renderOne(r);
+  }
+
+  private renderOne(r: ContainerRecord): void {
+    const l: Labels = r.promLabels;
+    this.info.set({ ...l, image_id: r.imageId }, 1);
+    for (const state of CONTAINER_STATES) this.state.set({ ...l, state }, state === r.state ? 1 : 0);
+    for (const status of HEALTH_STATUSES) this.healthStatus.set({ ...l, status }, status === r.health ? 1 : 0);
+    this.healthState.set(l, HEALTH_STATE[r.health]);
+    // A streak belongs to a health check; a container without one has none to report.
+    if (r.health !== 'none') this.failingStreak.set(l, r.failingStreak);
+    this.restarts.inc(l, r.restartCount);
+    this.exitCode.set(l, r.exitCode);
+    this.oomKilled.set(l, r.oomKilled ? 1 : 0);
+    this.oomEvents.inc(l, r.oomEvents);
+    setIf(this.created, l, r.createdSeconds);
+    setIf(this.startedAt, l, r.startedAtSeconds);
+    setIf(this.finishedAt, l, r.finishedAtSeconds);
+    setIf(this.startTime, l, r.startedAtSeconds);
+    this.memoryLimit.set(l, r.spec.memory);
+    this.memoryReservation.set(l, r.spec.memoryReservation);
+    this.memorySwap.set(l, r.spec.memorySwap);
+    // As cAdvisor: the period and shares the container actually runs with, the quota only if any.
+    if (r.spec.cpuQuota > 0) this.cpuQuota.set(l, r.spec.cpuQuota);
+    this.cpuPeriod.set(l, r.spec.cpuPeriod > 0 ? r.spec.cpuPeriod : DEFAULT_CPU_PERIOD);
+    this.cpuShares.set(l, r.spec.cpuShares > 0 ? r.spec.cpuShares : DEFAULT_CPU_SHARES);
+  }
+}
+
+function setIf(gauge: Gauge, labels: Labels, value: number | undefined): void {
+  if (value !== undefined) gauge.set(labels, value);
+}
+
+/**
+ * Every container's state, health, restarts, last exit and limits, rendered from the shared
+ * inventory at scrape time; fails (while still rendering what it holds) when the inventory is not
+ * known to be current.
+ */
+export const containersCollector: CollectorModule = {
+  name: 'containers',
+  defaultEnabled: true,
+  help: 'every container\'s state, health, restarts, exit code and limits',
+  create({ registry, inventory }) {
+    const metrics = new ContainerMetrics(registry, inventory.labelNames);
+    return {
+      update() {
+        metrics.render(inventory.list());
+        if (!inventory.current) throw new Error(inventory.lastError ?? 'container inventory is not current');
+      },
+    };
+  },
+};

@@ -1,0 +1,72 @@
+import pino from 'pino';
+import { Gauge, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import type { CollectorDeps, CollectorModule } from '../../src/collectors/collector.js';
+import { Orchestrator } from '../../src/orchestrator.js';
+import { parseMetrics, value } from '../helpers/prom.js';
+
+const logger = pino({ level: 'silent' });
+
+function deps(registry: Registry): CollectorDeps {
+  return { registry, logger } as unknown as CollectorDeps;
+}
+
+describe('Orchestrator', () => {
+  it('reports each collector\'s success and duration, and a failing one never fails the scrape', async () => {
+    const registry = new Registry();
+    let calls = 0;
+    const modules: CollectorModule[] = [
+      {
+        name: 'engine',
+        defaultEnabled: true,
+        help: '',
+        create: ({ registry: r }) => {
+          const g = new Gauge({ name: 'test_good', help: 'h', registers: [r] });
+          return { update: () => void g.set(++calls) };
+        },
+      },
+      { name: 'stats', defaultEnabled: true, help: '', create: () => ({ update: async () => Promise.reject(new Error('engine said no')) }) },
+      { name: 'df', defaultEnabled: true, help: '', create: () => ({ update: () => ({ success: false, durationSeconds: 12.5 }) }) },
+      { name: 'events', defaultEnabled: false, help: '', create: () => ({ update: () => { throw new Error('must not run'); } }) },
+    ];
+    const o = new Orchestrator(modules, { engine: true, stats: true, df: true, events: false }, deps(registry), logger);
+    expect(o.names).toEqual(['engine', 'stats', 'df']);
+    const samples = parseMetrics((await o.render('text')).body);
+    expect(value(samples, 'test_good')).toBe(1);
+    expect(value(samples, 'docker_exporter_collector_success', { collector: 'engine' })).toBe(1);
+    expect(value(samples, 'docker_exporter_collector_success', { collector: 'stats' })).toBe(0);
+    expect(value(samples, 'docker_exporter_collector_success', { collector: 'df' })).toBe(0);
+    expect(value(samples, 'docker_exporter_collector_duration_seconds', { collector: 'df' })).toBe(12.5);
+    expect(value(samples, 'docker_exporter_collector_success', { collector: 'events' })).toBeUndefined();
+  });
+
+  it('shares one render among concurrent scrapes and serves both formats', async () => {
+    const registry = new Registry();
+    let updates = 0;
+    const modules: CollectorModule[] = [
+      {
+        name: 'engine',
+        defaultEnabled: true,
+        help: '',
+        create: ({ registry: r }) => {
+          const g = new Gauge({ name: 'test_updates', help: 'h', registers: [r] });
+          return {
+            update: async () => {
+              await new Promise((res) => setTimeout(res, 20));
+              g.set(++updates);
+            },
+          };
+        },
+      },
+    ];
+    const o = new Orchestrator(modules, { engine: true }, deps(registry), logger);
+    const texts = await Promise.all(Array.from({ length: 100 }, () => o.render('text')));
+    // The first render starts at once; every scrape arriving meanwhile shares the next one.
+    expect(updates).toBeLessThanOrEqual(2);
+    expect(new Set(texts.slice(1).map((t) => t.body)).size).toBe(1);
+    const om = await o.render('openmetrics');
+    expect(om.contentType).toContain('application/openmetrics-text');
+    expect(om.body.trimEnd().endsWith('# EOF')).toBe(true);
+    expect((await o.render('text')).contentType).toContain('text/plain');
+  });
+});

@@ -1,0 +1,248 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config.js';
+import {
+  BasicAuth,
+  loadWebConfig,
+  parseBasicAuth,
+  WebConfigError,
+  WebConfigSource,
+  type WebConfig,
+} from '../../src/web/web-config.js';
+
+const DIR = new URL('../fixtures/web-config/', import.meta.url).pathname;
+const fixtures = fs.readdirSync(DIR).filter((f) => f.endsWith('.yml')).sort();
+
+/** What each good fixture must load as; every *.good.yml needs an entry, so none goes unchecked. */
+const GOOD: Record<string, (c: WebConfig) => void> = {
+  'empty.good.yml': (c) => {
+    expect(c.tls).toBeUndefined();
+    expect(c.users.size).toBe(0);
+    expect(c.headers).toEqual({});
+    expect(c.rateLimit).toBeUndefined();
+  },
+  'tls.good.yml': (c) => {
+    expect(c.tls).toMatchObject({ clientAuth: 'NoClientCert', minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', honorCipherOrder: true });
+    expect(c.tls!.cert.equals(fs.readFileSync(path.join(DIR, 'server.crt')))).toBe(true);
+    expect(c.files).toEqual([path.join(DIR, 'tls.good.yml'), path.join(DIR, 'server.crt'), path.join(DIR, 'server.key')]);
+  },
+  'tls-client-auth.good.yml': (c) => {
+    expect(c.tls).toMatchObject({ clientAuth: 'RequireAndVerifyClientCert', minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+    expect(c.tls!.clientCa!.equals(fs.readFileSync(path.join(DIR, 'client-ca.crt')))).toBe(true);
+    expect(c.files).toContain(path.join(DIR, 'client-ca.crt'));
+  },
+  'tls-inline.good.yml': (c) => {
+    expect(c.tls!.cert.toString()).toBe(fs.readFileSync(path.join(DIR, 'server.crt'), 'utf8'));
+    expect(c.tls!.key.toString()).toBe(fs.readFileSync(path.join(DIR, 'server.key'), 'utf8'));
+    expect(c.files).toEqual([path.join(DIR, 'tls-inline.good.yml')]);
+  },
+  'users.good.yml': (c) => {
+    expect(c.tls).toBeUndefined();
+    expect([...c.users.keys()]).toEqual(['prometheus', 'alice']);
+  },
+  'headers.good.yml': (c) => {
+    expect(c.headers).toEqual({
+      'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
+      'X-Content-Type-Options': 'nosniff',
+      'X-Frame-Options': 'deny',
+      'X-XSS-Protection': '1; mode=block',
+      'Content-Security-Policy': "default-src 'self'",
+    });
+  },
+  'full.good.yml': (c) => {
+    expect(c.tls).toMatchObject({
+      clientAuth: 'VerifyClientCertIfGiven',
+      clientAllowedSans: ['prometheus.example.com', '10.0.0.5'],
+      ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384',
+      ecdhCurve: 'X25519:prime256v1',
+      honorCipherOrder: false,
+    });
+    expect(c.headers).toEqual({ 'X-Frame-Options': 'sameorigin' });
+    expect(c.users.size).toBe(1);
+    expect(c.rateLimit).toEqual({ intervalMs: 100, burst: 20 });
+  },
+};
+
+describe('web config files (exporter-toolkit format)', () => {
+  it('has an expectation for every good fixture and a stated error for every bad one', () => {
+    const good = fixtures.filter((f) => f.endsWith('.good.yml'));
+    const bad = fixtures.filter((f) => f.endsWith('.bad.yml'));
+    expect(good.sort()).toEqual(Object.keys(GOOD).sort());
+    expect(bad.length).toBeGreaterThanOrEqual(25);
+    for (const f of bad) expect(fs.readFileSync(path.join(DIR, f), 'utf8')).toMatch(/^# expect: .+\n/);
+  });
+
+  for (const file of fixtures.filter((f) => f.endsWith('.good.yml'))) {
+    it(`loads ${file}`, () => {
+      const config = loadWebConfig(path.join(DIR, file));
+      GOOD[file]!(config);
+    });
+  }
+
+  for (const file of fixtures.filter((f) => f.endsWith('.bad.yml'))) {
+    it(`rejects ${file} with a one-line error naming the file and the key`, () => {
+      const full = path.join(DIR, file);
+      const expected = /^# expect: (.+)\n/.exec(fs.readFileSync(full, 'utf8'))![1]!;
+      let error: unknown;
+      try {
+        loadWebConfig(full);
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(WebConfigError);
+      // A ConfigError is what the CLI turns into exit status 2.
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as Error).message;
+      expect(message.startsWith(`--web.config.file ${full}: `)).toBe(true);
+      expect(message).toContain(expected);
+      expect(message).not.toContain('\n');
+    });
+  }
+
+  it('names a missing file', () => {
+    expect(() => loadWebConfig('/nonexistent/web.yml')).toThrow('--web.config.file /nonexistent/web.yml: cannot read it: ENOENT');
+  });
+});
+
+describe('basic auth', () => {
+  // users.good.yml: prometheus / s3cret (cost 10, $2y$ from htpasswd), alice / hunter2 (cost 4, $2b$).
+  const users = loadWebConfig(path.join(DIR, 'users.good.yml')).users;
+  const header = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+  it('lets in the right password and nothing else', async () => {
+    const auth = new BasicAuth(users);
+    expect(auth.enabled).toBe(true);
+    expect(await auth.check(header('prometheus', 's3cret'))).toBe(true);
+    expect(await auth.check(header('alice', 'hunter2'))).toBe(true);
+    expect(await auth.check(header('prometheus', 'hunter2'))).toBe(false);
+    expect(await auth.check(header('alice', 's3cret'))).toBe(false);
+    expect(await auth.check(header('mallory', 's3cret'))).toBe(false);
+    expect(await auth.check(header('Prometheus', 's3cret'))).toBe(false);
+    expect(await auth.check(header('prometheus', 's3cret '))).toBe(false);
+    expect(await auth.check(undefined)).toBe(false);
+    expect(await auth.check('Bearer abc')).toBe(false);
+    expect(await auth.check('Basic !!!')).toBe(false);
+    expect(await auth.check(`Basic ${Buffer.from('no-colon').toString('base64')}`)).toBe(false);
+    // Remembered results must not change the answer.
+    expect(await auth.check(header('prometheus', 's3cret'))).toBe(true);
+    expect(await auth.check(header('mallory', 's3cret'))).toBe(false);
+    expect(new BasicAuth(new Map()).enabled).toBe(false);
+  });
+
+  it('spends a full bcrypt compare on unknown users, so timing does not reveal who exists', async () => {
+    const auth = new BasicAuth(users);
+    const timeOf = async (h: string): Promise<number> => {
+      const started = performance.now();
+      expect(await auth.check(h)).toBe(false);
+      return performance.now() - started;
+    };
+    // Fresh passwords each time: a remembered result would skip bcrypt.
+    const known = [await timeOf(header('prometheus', 'wrong-1')), await timeOf(header('prometheus', 'wrong-2'))];
+    const unknown = [await timeOf(header('nobody', 'wrong-1')), await timeOf(header('nobody', 'wrong-2'))];
+    const knownMs = Math.min(...known);
+    const unknownMs = Math.min(...unknown);
+    // Cost 10 takes tens of milliseconds; skipping the compare would take well under one.
+    expect(knownMs).toBeGreaterThan(5);
+    expect(unknownMs).toBeGreaterThan(knownMs * 0.5);
+    expect(unknownMs).toBeLessThan(knownMs * 2);
+  });
+
+  it('parses Authorization headers', () => {
+    expect(parseBasicAuth(`basic ${Buffer.from('u:p:with:colons').toString('base64')}`)).toEqual({ user: 'u', password: 'p:with:colons' });
+    expect(parseBasicAuth(`Basic ${Buffer.from('ünï:cødé').toString('base64')}`)).toEqual({ user: 'ünï', password: 'cødé' });
+    expect(parseBasicAuth(`Basic ${Buffer.from(':').toString('base64')}`)).toEqual({ user: '', password: '' });
+    expect(parseBasicAuth('Basic')).toBeUndefined();
+    expect(parseBasicAuth('Digest x')).toBeUndefined();
+  });
+});
+
+describe('WebConfigSource (re-reading a running server\'s file)', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  function workspace(): { dir: string; file: string; lines: Array<Record<string, unknown>>; logger: pino.Logger } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'web-config-'));
+    dirs.push(dir);
+    for (const f of ['server.crt', 'server.key', 'client-ca.crt']) fs.copyFileSync(path.join(DIR, f), path.join(dir, f));
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+    return { dir, file: path.join(dir, 'web.yml'), lines, logger };
+  }
+  const users = fs.readFileSync(path.join(DIR, 'users.good.yml'), 'utf8');
+
+  it('picks up a changed file, keeps the last good one when the file turns bad, and logs that once', () => {
+    const { file, lines, logger } = workspace();
+    fs.writeFileSync(file, 'http_server_config:\n  headers:\n    X-Frame-Options: deny\n');
+    const source = new WebConfigSource(file, logger);
+    const changes: WebConfig[] = [];
+    source.on('change', (next) => changes.push(next));
+    source.refresh();
+    expect(changes).toHaveLength(0);
+
+    fs.writeFileSync(file, users);
+    source.refresh();
+    expect(changes).toHaveLength(1);
+    expect(source.current.users.size).toBe(2);
+    expect(source.basicAuth.enabled).toBe(true);
+
+    fs.writeFileSync(file, 'basic_auth_users:\n  prometheus: plaintext\n');
+    source.refresh();
+    source.refresh();
+    fs.appendFileSync(file, '\n');
+    source.refresh(true);
+    expect(source.current.users.size).toBe(2);
+    const errors = lines.filter((l) => l.msg === 'web config not reloaded; keeping the last good one');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.err).toContain('basic_auth_users.prometheus: is not a bcrypt hash');
+    expect(errors[0]!.level).toBe(50);
+
+    fs.writeFileSync(file, '');
+    source.refresh();
+    expect(changes).toHaveLength(2);
+    expect(source.basicAuth.enabled).toBe(false);
+  });
+
+  it('ignores a touch that changes nothing, and reloads when a named file changes', () => {
+    const { dir, file, logger } = workspace();
+    fs.writeFileSync(file, 'tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n');
+    const source = new WebConfigSource(file, logger);
+    const changes: WebConfig[] = [];
+    source.on('change', (next) => changes.push(next));
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(file, later, later);
+    source.refresh();
+    source.refresh(true);
+    expect(changes).toHaveLength(0);
+
+    // Certificate rotation: the config file stays, the files it names change.
+    fs.copyFileSync(path.join(DIR, 'client-ca.crt'), path.join(dir, 'server.crt'));
+    source.refresh();
+    expect(changes).toHaveLength(0); // that certificate does not match the key: kept the last good one
+    fs.copyFileSync(path.join(DIR, 'server.crt'), path.join(dir, 'server.crt'));
+    fs.writeFileSync(file, 'tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n');
+    source.refresh();
+    expect(changes).toHaveLength(1);
+    expect(source.current.tls!.minVersion).toBe('TLSv1.3');
+  });
+
+  it('refuses to switch between HTTP and HTTPS without a restart', () => {
+    const { file, lines, logger } = workspace();
+    fs.writeFileSync(file, users);
+    const source = new WebConfigSource(file, logger);
+    fs.writeFileSync(file, 'tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n');
+    source.refresh();
+    expect(source.current.tls).toBeUndefined();
+    expect(source.current.users.size).toBe(2);
+    expect(lines.some((l) => String(l.err).includes('switching between HTTP and HTTPS needs a restart'))).toBe(true);
+  });
+
+  it('fails at start on a bad file', () => {
+    const { file, logger } = workspace();
+    fs.writeFileSync(file, 'basic_auth_users: 1\n');
+    expect(() => new WebConfigSource(file, logger)).toThrow(WebConfigError);
+  });
+});
