@@ -131,6 +131,16 @@ function program(): Command {
   return cmd;
 }
 
+/** Every flag with its description, default and environment variable, for the README. */
+export function describeFlags(): Array<{ flags: string; description: string; defaultValue?: string; env?: string }> {
+  return program().options.map((o) => ({
+    flags: o.flags,
+    description: o.description,
+    defaultValue: o.defaultValue === undefined ? undefined : String(o.defaultValue),
+    env: o.envVar,
+  }));
+}
+
 /** Output and exit status for `--help` / `--version`, which end the program without running it. */
 export class EarlyExit extends Error {
   constructor(

@@ -234,10 +234,14 @@ describe('df collector against the real engine', () => {
       // state before and after the exporter's run.
       let compared = false;
       for (let attempt = 0; attempt < 10 && !compared; attempt++) {
-        const before = await cliDf();
         const since = Date.now() / 1000;
-        await waitFor('a df run after the CLI', async () => ((lastSuccess(await exporter.samples()) ?? 0) > since ? true : undefined), 15_000, 100);
-        const samples = await exporter.samples();
+        const before = await cliDf();
+        // A run that started after the first CLI call began, and ended before the second one.
+        const ranSince = (x: Sample[]): boolean => (lastSuccess(x) ?? 0) - (value(x, 'docker_exporter_collector_duration_seconds', { collector: 'df' }) ?? 0) > since;
+        const samples = await waitFor('a df run after the CLI', async () => {
+          const x = await exporter.samples();
+          return ranSince(x) ? x : undefined;
+        }, 15_000, 100);
         const after = await cliDf();
         if (JSON.stringify(before) !== JSON.stringify(after)) continue;
         compared = true;

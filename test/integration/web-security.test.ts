@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
@@ -234,19 +234,22 @@ describe('basic auth', () => {
 });
 
 describe('a bad web config file at startup', () => {
-  const run = (args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--web.listen-address', '127.0.0.1:0', ...ENGINE_ONLY, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 30_000 });
+  const run = (args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--web.listen-address', '127.0.0.1:0', ...ENGINE_ONLY, ...args], { cwd: REPO_ROOT, timeout: 30_000 }, (_err, stdout, stderr) =>
+        resolve({ status: child.exitCode, stdout, stderr }),
+      );
+    });
 
-  it('exits with status 2 and one line naming the file and the key', () => {
+  it('exits with status 2 and one line naming the file and the key', async () => {
     const bad = writeConfig('bad.yml', 'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerify\n');
-    const res = run(['--web.config.file', bad]);
+    const missing = path.join(dir, 'missing.yml');
+    const [res, res2] = await Promise.all([run(['--web.config.file', bad]), run(['--web.config.file', missing])]);
     expect(res.status).toBe(2);
     expect(res.stdout).toBe('');
     expect(res.stderr).toBe(`docker-exporter: --web.config.file ${bad}: tls_server_config.client_auth_type: "RequireAndVerify" is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert\n`);
-
-    const missing = path.join(dir, 'missing.yml');
-    const res2 = run(['--web.config.file', missing]);
     expect(res2.status).toBe(2);
+    expect(res2.stdout).toBe('');
     expect(res2.stderr).toBe(`docker-exporter: --web.config.file ${missing}: cannot read it: ENOENT\n`);
   });
 

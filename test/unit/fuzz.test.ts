@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, Registry, type RegistryContentType } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config.js';
 import type { DockerClient } from '../../src/docker/client.js';
@@ -433,7 +433,7 @@ describe('label values from containers are escaped correctly in both exposition 
 
   it('renders every odd value so that it parses back to exactly the same string', async () => {
     const base = jsonFixtures('inspect')[0] as Record<string, any>;
-    const registry = new Registry();
+    const registry = new Registry<RegistryContentType>();
     const gauge = new Gauge({ name: 'escaping_test', help: 'label escaping', labelNames: ['name', 'container_label_com_docker_compose_project', 'n'], registers: [registry] });
     for (const [n, odd] of ODD.entries()) {
       // Names and labels travel from inspect through the parser into labels, as in the exporter.
