@@ -4,6 +4,12 @@
 # tests, and a small local test image built without any registry (busybox-static imported as a
 # rootfs). Used by .ci/run and by the vitest global setup; safe to run again at any time.
 #
+# Usage: test-engine.sh [start|stop]
+#   (none)  provision as above
+#   stop    stop the engine this script started (the fault tests restart it); its command line is
+#           kept so that `start` brings back the same engine with the same listeners
+#   start   start that engine again (or provision one as above) and wait until it answers
+#
 # Environment (all optional):
 #   TEST_ENGINE_STATE   folder for the engine's log, pid and TLS material (default /var/tmp/docker-exporter-test)
 #   TEST_IMAGE          tag of the local test image (default docker-exporter-test/busybox:latest)
@@ -95,6 +101,48 @@ make_image() {
   tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
   rm -rf "$root"
 }
+
+ARGS_FILE="$STATE/dockerd.cmdline"
+
+stop_engine() {
+  local pid
+  pid=$(cat "$STATE/dockerd.pid" 2>/dev/null || true)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || die "no engine started by this script is running (no live pid in $STATE/dockerd.pid)"
+  # NUL-separated, exactly as it was started, so that start brings back the same listeners.
+  cat "/proc/$pid/cmdline" > "$ARGS_FILE"
+  kill -TERM "$pid"
+  for _ in $(seq 1 120); do
+    kill -0 "$pid" 2>/dev/null || { say "dockerd ($pid) stopped"; return 0; }
+    sleep 0.25
+  done
+  die "dockerd ($pid) did not stop within 30 s"
+}
+
+restart_engine() {
+  engine_answers && return 0
+  if [ ! -s "$ARGS_FILE" ]; then
+    start_engine
+    return 0
+  fi
+  local args=()
+  while IFS= read -r -d '' arg; do args+=("$arg"); done < "$ARGS_FILE"
+  say "starting ${args[*]}"
+  # setsid: the engine must not belong to the test run that restarted it.
+  setsid nohup "${args[@]}" >>"$STATE/dockerd.log" 2>&1 </dev/null &
+  for _ in $(seq 1 120); do
+    engine_answers && { say "engine answers again"; return 0; }
+    sleep 0.25
+  done
+  tail -20 "$STATE/dockerd.log" >&2 || true
+  die "dockerd did not answer on $SOCK within 30 s (log above)"
+}
+
+case "${1:-}" in
+  stop) stop_engine; exit 0 ;;
+  start) restart_engine; exit 0 ;;
+  '') ;;
+  *) die "unknown command \"$1\" (use start, stop or nothing)" ;;
+esac
 
 install_packages
 if ! engine_answers; then

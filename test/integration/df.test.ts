@@ -43,15 +43,35 @@ async function buildImage(tag: string, dockerfile: string): Promise<void> {
   }
 }
 
+interface EngineDf {
+  Volumes: Array<{ Name: string; Driver: string; UsageData: { Size: number; RefCount: number } }>;
+  BuildCache: Array<{ ID: string }> | null;
+}
+
+/** `GET /system/df`, retried while an engine before 23.0 refuses it because another df runs. */
+async function engineDf(): Promise<EngineDf> {
+  return waitFor('GET /system/df', async () => {
+    const res = await engine('GET', '/v1.41/system/df');
+    if (res.status === 200) return JSON.parse(res.text) as EngineDf;
+    if (!/already running/.test(res.text)) throw new Error(`GET /system/df: HTTP ${res.status}: ${res.text}`);
+    return undefined;
+  }, 30_000, 100);
+}
+
 async function buildCacheIds(): Promise<Set<string>> {
-  const df = JSON.parse((await engine('GET', '/v1.41/system/df')).text) as { BuildCache?: Array<{ ID: string }> | null };
-  return new Set((df.BuildCache ?? []).map((r) => r.ID));
+  return new Set(((await engineDf()).BuildCache ?? []).map((r) => r.ID));
 }
 
 type CliRow = Record<'Type' | 'TotalCount' | 'Active' | 'Size' | 'Reclaimable', string>;
 
+/** `docker system df`; an engine before 23.0 refuses one while another df (the exporter's) runs. */
 async function cliDf(): Promise<CliRow[]> {
-  return (await docker(['system', 'df', '--format', '{{json .}}'])).split('\n').map((l) => JSON.parse(l) as CliRow);
+  const out = await waitFor('docker system df', () =>
+    docker(['system', 'df', '--format', '{{json .}}']).catch((err: Error) => {
+      if (/already running/.test(err.message)) return undefined;
+      throw err;
+    }), 30_000, 100);
+  return out.split('\n').map((l) => JSON.parse(l) as CliRow);
 }
 
 /**
@@ -284,10 +304,10 @@ describe('df collector against the real engine', () => {
         within(value(samples, 'docker_container_rw_size_bytes', { id }), ps.Size.replace(/ \(virtual .*\)$/, ''), `ps --size ${ps.ID}`, 3);
       }
 
-      const engineDf = JSON.parse((await engine('GET', '/v1.41/system/df')).text) as { Volumes: Array<{ Name: string; Driver: string; UsageData: { Size: number; RefCount: number } }> };
+      const { Volumes } = await engineDf();
       for (const suffix of ['used', 'idle', 'empty']) {
         const name = `${MARK}-${suffix}`;
-        const v = engineDf.Volumes.find((x) => x.Name === name)!;
+        const v = Volumes.find((x) => x.Name === name)!;
         const labels = { volume: name, driver: 'local' };
         expect(value(samples, 'docker_volume_size_bytes', labels), name).toBe(v.UsageData.Size);
         expect(value(samples, 'docker_volume_refcount', labels), name).toBe(v.UsageData.RefCount);
@@ -297,7 +317,8 @@ describe('df collector against the real engine', () => {
       expect(value(samples, 'docker_volume_refcount', { volume: `${MARK}-idle` })).toBe(0);
       expect(dfOk(samples)).toBe(1);
       expect(value(samples, 'docker_exporter_collector_duration_seconds', { collector: 'df' })).toBeGreaterThan(0);
-      expect(dfLogLines(exporter, 40)).toEqual([]);
+      // The only failure allowed: the engine refusing a df while the CLI's own runs (engines < 23).
+      expect(dfLogLines(exporter, 40).filter((l) => !l.includes('already running'))).toEqual([]);
     } finally {
       expect(await exporter.stop()).toBe(0);
     }
@@ -449,13 +470,15 @@ describe('df collector against the real engine', () => {
     try {
       proxy.hold = true;
       await waitFor('a held run', () => proxy.held === 1, 10_000, 20);
+      const warned = dfLogLines(exporter, 40).length;
       const t0 = performance.now();
       expect(await exporter.stop()).toBe(0);
       const ms = performance.now() - t0;
       console.info(`df: exit with a df run in flight took ${ms.toFixed(0)} ms`);
       expect(ms).toBeLessThan(2000);
       await waitFor('the proxy to see the request go', () => proxy.pendingDf === 0, 5_000, 20);
-      expect(dfLogLines(exporter, 40)).toEqual([]);
+      // The aborted run is not a failure to report.
+      expect(dfLogLines(exporter, 40)).toHaveLength(warned);
       expect(exporter.logs.some((l) => l.includes('did not stop cleanly') || l.includes('shutdown deadline'))).toBe(false);
     } finally {
       await exporter.stop();

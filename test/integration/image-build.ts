@@ -16,7 +16,7 @@ async function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, time
     return stdout.trim();
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed:\n${e.stderr?.trim() || e.message}\n${e.stdout?.slice(-4000) ?? ''}`);
+    throw new Error(`${cmd} ${args.join(' ')} failed:\n${e.stdout?.slice(-4000) ?? ''}\n${e.stderr?.trim() || e.message}`);
   }
 }
 
@@ -36,7 +36,7 @@ export async function buildExporterImage(): Promise<{ image: string; seconds: nu
   const before = await imageId(EXPORTER_IMAGE);
   // The legacy builder needs no buildx plugin and reuses local images as they are; --force-rm
   // leaves no container behind when a step fails.
-  await sh('docker', ['build', '-q', '--force-rm', '--build-arg', `NODE_IMAGE=${NODE_BASE_IMAGE}`, '-t', EXPORTER_IMAGE, '.'], { DOCKER_BUILDKIT: '0' });
+  await sh('docker', ['build', '--force-rm', '--build-arg', `NODE_IMAGE=${NODE_BASE_IMAGE}`, '-t', EXPORTER_IMAGE, '.'], { DOCKER_BUILDKIT: '0' });
   const after = await imageId(EXPORTER_IMAGE);
   if (before && before !== after) await sh('docker', ['rmi', before]).catch(() => undefined);
   return { image: EXPORTER_IMAGE, seconds: (Date.now() - started) / 1000 };

@@ -4,6 +4,7 @@ import { docker, TEST_LABEL, TestContainers, waitFor } from '../helpers/docker.j
 import { findAll, parseMetrics, value, type Sample } from '../helpers/prom.js';
 import { REPO_ROOT } from '../helpers/tools.js';
 import { buildExporterImage, EXPORTER_IMAGE } from './image-build.js';
+import { startPrometheus } from './prometheus-server.js';
 
 const SOCKET = '/var/run/docker.sock';
 const suffix = `${process.pid}`;
@@ -20,6 +21,7 @@ describe('the container image, built from the Dockerfile and run least-privilege
   let url = '';
   let buildSeconds = 0;
   const names = { a: `dx-image-${suffix}-a`, b: `dx-image-${suffix}-b` };
+  const exporterName = `dx-image-${suffix}-exporter`;
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
@@ -30,7 +32,7 @@ describe('the container image, built from the Dockerfile and run least-privilege
     // The README's run line, plus a short health interval so the test need not wait 30 s.
     exporter = tc.track(
       await docker([
-        'run', '-d', '--label', TEST_LABEL, '--name', `dx-image-${suffix}-exporter`,
+        'run', '-d', '--label', TEST_LABEL, '--label', 'prometheus.job=docker-exporter', '--name', exporterName,
         '-p', '127.0.0.1::9764',
         '-v', `${SOCKET}:${SOCKET}:ro`,
         '--group-add', String(gid),
@@ -112,6 +114,22 @@ describe('the container image, built from the Dockerfile and run least-privilege
     if (started.collectors.includes('containers')) {
       expect(value(samples, 'docker_container_state', { name: names.a, state: 'running' })).toBe(1);
       expect(value(samples, 'docker_container_state', { name: names.b, state: 'created' })).toBe(1);
+    }
+  });
+
+  it('is found and scraped by Prometheus with deploy/prometheus/docker_sd.yml', async () => {
+    const prometheus = await startPrometheus(`${REPO_ROOT}/deploy/prometheus/docker_sd.yml`);
+    try {
+      const target = await waitFor('Prometheus to scrape the exporter container', async () => {
+        const t = (await prometheus.activeTargets()).find((x) => x.labels.container === exporterName);
+        return t?.health === 'up' ? t : undefined;
+      }, 30_000, 500);
+      const ip = await docker(['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', exporter]);
+      expect(target.scrapeUrl).toBe(`http://${ip}:9764/metrics`);
+      const up = await prometheus.query(`docker_up{container="${exporterName}"}`);
+      expect(up.map((r) => r.value[1])).toEqual(['1']);
+    } finally {
+      await prometheus.stop();
     }
   });
 

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,20 +7,13 @@ import { docker, TestContainers, waitFor } from '../helpers/docker.js';
 import { startExporter, type RunningExporter } from '../helpers/exporter.js';
 import { findAll, value, type Sample } from '../helpers/prom.js';
 import { requireTool } from '../helpers/tools.js';
+import { freePort } from './prometheus-server.js';
 
 /** One request as haproxy logged it. */
 interface Logged {
   status: number;
   method: string;
   uri: string;
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 /**

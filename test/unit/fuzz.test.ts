@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
-import { Gauge, Registry, type RegistryContentType } from 'prom-client';
+import { Counter, Gauge, Registry, type RegistryContentType } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config.js';
 import type { DockerClient } from '../../src/docker/client.js';
@@ -15,6 +15,8 @@ import { parseDiskUsage } from '../../src/parse/df.js';
 import { parseEvent } from '../../src/parse/event.js';
 import { PayloadError } from '../../src/parse/guards.js';
 import { parseStats } from '../../src/parse/stats.js';
+import { Orchestrator } from '../../src/orchestrator.js';
+import type { CollectorDeps } from '../../src/collectors/collector.js';
 
 /**
  * Whatever the engine (or something between it and us) sends, the stream reader and the parsers
@@ -454,5 +456,31 @@ describe('label values from containers are escaped correctly in both exposition 
       // No raw newline inside a sample line: each sample is exactly one line.
       expect(text.split('\n').filter((l) => l.startsWith('escaping_test{'))).toHaveLength(ODD.length);
     }
+  });
+});
+
+describe('one registry serving both exposition formats', () => {
+  it('keeps counter names (`_total`) in the text format after an OpenMetrics render', async () => {
+    const registry = new Registry();
+    const orchestrator = new Orchestrator(
+      [{ name: 'events', defaultEnabled: true, help: '', create: ({ registry: r }) => {
+        const c = new Counter({ name: 'escaping_events_total', help: 'h', labelNames: ['name'], registers: [r] });
+        return { update: () => void c.inc({ name: 'a"b' }) };
+      } }],
+      { events: true },
+      { registry, logger: silent } as unknown as CollectorDeps,
+      silent,
+    );
+    const text1 = (await orchestrator.render('text')).body;
+    const om = (await orchestrator.render('openmetrics')).body;
+    const text2 = (await orchestrator.render('text')).body;
+    expect(text1).toMatch(/^escaping_events_total\{name="a\\"b"\} 1$/m);
+    // OpenMetrics names the family without the suffix and its samples with it.
+    expect(om).toContain('# TYPE escaping_events counter');
+    expect(om).toMatch(/^escaping_events_total\{name="a\\"b"\} 2$/m);
+    // prom-client 15.1.3 renames the counter in place for OpenMetrics (Registry.metrics() sets
+    // metric.name); a text scrape after that must still say escaping_events_total.
+    expect(text2).toContain('# TYPE escaping_events_total counter');
+    expect(text2).toMatch(/^escaping_events_total\{name="a\\"b"\} 3$/m);
   });
 });
