@@ -238,7 +238,18 @@ class Exporter {
   }
 
   /** One GET /metrics over a kept-alive connection, timed to the last byte. */
-  scrape(gzip = false): Promise<Scrape> {
+  async scrape(gzip = false): Promise<Scrape> {
+    try {
+      return await this.scrapeOnce(gzip);
+    } catch (err) {
+      // The server may close an idle kept-alive socket just as it is reused (Node's 5 s keep-alive
+      // timeout against a 15 s scrape interval); like Prometheus' client, try once more.
+      if ((err as { reusedSocket?: boolean }).reusedSocket) return this.scrapeOnce(gzip);
+      throw err;
+    }
+  }
+
+  private scrapeOnce(gzip: boolean): Promise<Scrape> {
     return new Promise((resolve, reject) => {
       const started = performance.now();
       const headers: Record<string, string> = { accept: 'text/plain;version=0.0.4' };
@@ -255,7 +266,7 @@ class Exporter {
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error('GET /metrics timed out')));
-      req.on('error', reject);
+      req.on('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
     });
   }
 

@@ -15,8 +15,10 @@ type Labels = Record<string, string>;
 
 /** The containers collector's metrics, registered once; `render` fills them from the records. */
 export class ContainerMetrics {
-  private readonly gauges: Gauge[] = [];
-  private readonly counters: Counter[] = [];
+  /** The metrics whose series carry only the container's labels. */
+  private readonly plain: Array<Gauge | Counter> = [];
+  /** What each container's series were last made from. */
+  private readonly rendered = new Map<string, { record: ContainerRecord; oomEvents: number }>();
   private readonly info: Gauge;
   private readonly state: Gauge;
   private readonly healthStatus: Gauge;
@@ -36,16 +38,21 @@ export class ContainerMetrics {
   private readonly cpuQuota: Gauge;
   private readonly cpuPeriod: Gauge;
   private readonly cpuShares: Gauge;
+  /**
+   * The label objects with an extra label, made once per record: the exposition reuses a label
+   * set's text for as long as it is handed the same object (a record lives until it changes).
+   */
+  private readonly derived = new WeakMap<ContainerRecord, { info: Labels; states: Labels[]; statuses: Labels[] }>();
 
   constructor(registry: Registry, labelNames: readonly string[]) {
     const gauge = (name: string, help: string, extra: string[] = []): Gauge => {
       const g = new Gauge({ name, help, labelNames: [...labelNames, ...extra], registers: [registry] });
-      this.gauges.push(g);
+      if (extra.length === 0) this.plain.push(g);
       return g;
     };
     const counter = (name: string, help: string): Counter => {
       const c = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
-      this.counters.push(c);
+      this.plain.push(c);
       return c;
     };
     this.info = gauge('docker_container_info', 'Container facts; always 1.', ['image_id']);
@@ -69,18 +76,57 @@ export class ContainerMetrics {
     this.cpuShares = gauge('container_spec_cpu_shares', 'CPU share of the container.');
   }
 
-  /** Replaces every series with those of `records`, so a removed container's series vanish. */
+  /**
+   * Makes the series exactly those of `records`: a removed container's series vanish, a changed
+   * one's are replaced. Only what changed since the last call is touched (the inventory replaces a
+   * record whenever the container changes), so a scrape of 1,000 quiet containers costs next to nothing.
+   */
   render(records: Iterable<ContainerRecord>): void {
-    for (const g of this.gauges) g.reset();
-    for (const c of this.counters) c.reset();
-    for (const r of records) this.renderOne(r);
+    const seen = new Set<string>();
+    for (const r of records) {
+      seen.add(r.id);
+      const prev = this.rendered.get(r.id);
+      // oom events are counted on the record in place.
+      if (prev && prev.record === r && prev.oomEvents === r.oomEvents) continue;
+      if (prev) this.removeOne(prev.record);
+      this.renderOne(r);
+      this.rendered.set(r.id, { record: r, oomEvents: r.oomEvents });
+    }
+    for (const [id, prev] of this.rendered) {
+      if (seen.has(id)) continue;
+      this.removeOne(prev.record);
+      this.rendered.delete(id);
+    }
+  }
+
+  private labelsOf(r: ContainerRecord): { info: Labels; states: Labels[]; statuses: Labels[] } {
+    let d = this.derived.get(r);
+    if (!d) {
+      const l = r.promLabels;
+      d = {
+        info: { ...l, image_id: r.imageId },
+        states: CONTAINER_STATES.map((state) => ({ ...l, state })),
+        statuses: HEALTH_STATUSES.map((status) => ({ ...l, status })),
+      };
+      this.derived.set(r, d);
+    }
+    return d;
+  }
+
+  private removeOne(r: ContainerRecord): void {
+    const d = this.labelsOf(r);
+    this.info.remove(d.info);
+    for (const labels of d.states) this.state.remove(labels);
+    for (const labels of d.statuses) this.healthStatus.remove(labels);
+    for (const m of this.plain) m.remove(r.promLabels);
   }
 
   private renderOne(r: ContainerRecord): void {
     const l: Labels = r.promLabels;
-    this.info.set({ ...l, image_id: r.imageId }, 1);
-    for (const state of CONTAINER_STATES) this.state.set({ ...l, state }, state === r.state ? 1 : 0);
-    for (const status of HEALTH_STATUSES) this.healthStatus.set({ ...l, status }, status === r.health ? 1 : 0);
+    const d = this.labelsOf(r);
+    this.info.set(d.info, 1);
+    CONTAINER_STATES.forEach((state, i) => this.state.set(d.states[i]!, state === r.state ? 1 : 0));
+    HEALTH_STATUSES.forEach((status, i) => this.healthStatus.set(d.statuses[i]!, status === r.health ? 1 : 0));
     this.healthState.set(l, HEALTH_STATE[r.health]);
     // A streak belongs to a health check; a container without one has none to report.
     if (r.health !== 'none') this.failingStreak.set(l, r.failingStreak);

@@ -67,7 +67,9 @@ class DfCollector implements Collector {
     this.rootFsSize = new Gauge({ name: 'docker_container_rootfs_size_bytes', help: 'Size of the container\'s whole root filesystem, image included (SizeRootFs), in bytes, from the last disk usage run.', labelNames, registers });
     this.volumeSize = new Gauge({ name: 'docker_volume_size_bytes', help: 'Disk space used by the volume, in bytes, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
     this.volumeRefCount = new Gauge({ name: 'docker_volume_refcount', help: 'Containers referencing the volume, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
-    this.lastSuccess = new Gauge({ name: 'docker_exporter_df_last_success_timestamp_seconds', help: 'Unix time the last successful disk usage run finished; 0 until one has.', registers });
+    this.lastSuccess = new Gauge({ name: 'docker_exporter_df_last_success_timestamp_seconds', help: 'Unix time the last successful disk usage run finished; absent until one has.', registers });
+    // prom-client shows a label-less gauge as 0 until set, which would read as "succeeded in 1970".
+    this.lastSuccess.remove({});
   }
 
   start(): void {

@@ -104,6 +104,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
   private async loop(): Promise<void> {
     const backoff = this.opts.backoff ?? new Backoff();
     let connections = 0;
+    let warned = false;
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
@@ -117,26 +118,27 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         this.floorNano ??= nowNano();
         if (connections > 0) this.opts.metrics.eventsReconnects.inc();
         this.up = true;
+        warned = false;
         this.lastErrorText = undefined;
         this.safeEmit('connected', connections > 0);
         connections++;
         backoff.reset();
         await readNdjson(res, {
-          onRecord: (value, line) => this.deliver(value, line),
-          onBadRecord: (reason, sample) => {
+          onRecord: (value: unknown, line: string) => this.deliver(value, line),
+          onBadRecord: (reason: 'malformed' | 'oversized', sample: string) => {
             this.opts.metrics.parseErrors.inc({ source: this.opts.source });
             this.opts.logger.debug({ reason, sample }, 'bad events record skipped');
           },
         });
         if (!signal.aborted) throw new Error('events stream ended');
       } catch (err) {
-        const wasUp = this.up;
         this.up = false;
         if (signal.aborted) break;
         this.lastErrorText = `events stream: ${(err as Error).message}`;
         // Logged once per outage, not once per failed attempt.
-        if (wasUp || connections === 0) this.opts.logger.warn({ err: (err as Error).message }, 'events stream dropped; reconnecting');
+        if (!warned) this.opts.logger.warn({ err: (err as Error).message }, 'events stream down; reconnecting');
         else this.opts.logger.debug({ err: (err as Error).message }, 'events stream still down');
+        warned = true;
         this.safeEmit('disconnected', err as Error);
       }
       await sleep(backoff.next(), signal);

@@ -12,12 +12,25 @@ export interface NdjsonHandlers {
 }
 
 /**
+ * Handlers that take each line unparsed: for a stream of which only the latest record is ever used
+ * (stats: a record a second, read once per scrape), parsing every line would be most of the work.
+ * Whoever reads a line parses it, and counts it as malformed if it is not JSON.
+ */
+export interface NdjsonLineHandlers {
+  /** One non-blank line, as the engine sent it (CR of a CRLF removed). */
+  onLine(line: string): void;
+  onBadRecord(reason: 'oversized', sample: string): void;
+}
+
+/**
  * Reads newline-delimited JSON from an engine stream however its bytes are chunked (split2 keeps
  * partial lines and split UTF-8 sequences across chunks). Resolves when the stream ends, rejects
  * when it fails; a malformed line is reported and skipped, an oversized one ends the stream (there
  * is no telling where the next record starts).
  */
-export function readNdjson(source: Readable, handlers: NdjsonHandlers, maxLineBytes = MAX_LINE_BYTES): Promise<void> {
+export function readNdjson(source: Readable, handlers: NdjsonHandlers, maxLineBytes?: number): Promise<void>;
+export function readNdjson(source: Readable, handlers: NdjsonLineHandlers, maxLineBytes?: number): Promise<void>;
+export function readNdjson(source: Readable, handlers: NdjsonHandlers | NdjsonLineHandlers, maxLineBytes = MAX_LINE_BYTES): Promise<void> {
   return new Promise((resolve, reject) => {
     const lines = split2({ maxLength: maxLineBytes });
     let settled = false;
@@ -32,6 +45,10 @@ export function readNdjson(source: Readable, handlers: NdjsonHandlers, maxLineBy
     };
     lines.on('data', (line: string) => {
       if (line.trim() === '') return;
+      if ('onLine' in handlers) {
+        handlers.onLine(line);
+        return;
+      }
       let value: unknown;
       try {
         value = JSON.parse(line);

@@ -67,6 +67,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   /** oom events that arrived before the container's first inspect. */
   private readonly pendingOoms = new Map<string, number>();
   private readonly tombstones = new Set<string>();
+  /** Containers not exported under include/exclude: only a rename can change that. */
+  private excluded = new Set<string>();
   private readonly probeTimers = new Map<string, NodeJS.Timeout>();
   /** Bumped on every change of a record, so a sync knows what changed after its list was taken. */
   private version = 0;
@@ -206,13 +208,14 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     const startedAt = this.version;
     let listed: unknown[];
     try {
-      listed = arr(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true } })) ?? [];
+      listed = arr(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true }, signal: this.stopController.signal })) ?? [];
     } catch (err) {
       this.lastErrorText = `container list failed: ${(err as Error).message}`;
       this.deps.logger.warn({ err: (err as Error).message }, 'container inventory sync failed');
       return false;
     }
     const ids = new Set<string>();
+    const excluded = new Set<string>();
     for (const item of listed) {
       const id = str(obj(item)?.Id);
       if (!id) {
@@ -223,7 +226,10 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       const names = (arr(obj(item)?.Names) ?? []).map((n) => str(n) ?? '');
       const own = names.find((n) => /^\/[^/]+$/.test(n)) ?? names[0] ?? '';
       if (this.exported(own.replace(/^\//, ''))) ids.add(id);
+      // Unless renamed in (and inspected) since the list was taken.
+      else if ((this.versions.get(id) ?? 0) <= startedAt) excluded.add(id);
     }
+    this.excluded = excluded;
     for (const record of [...this.records.values()]) {
       // A record changed after the list was taken is newer than the list.
       if (!ids.has(record.id) && (this.versions.get(record.id) ?? 0) <= startedAt) this.drop(record.id);
@@ -241,6 +247,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       this.drop(id);
       return;
     }
+    if (this.excluded.has(id) && action !== 'rename') return;
     if (action === 'oom') {
       const record = this.records.get(id);
       if (record) record.oomEvents++;
@@ -295,7 +302,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     if (this.stopped || this.tombstones.has(id)) return;
     let payload: unknown;
     try {
-      payload = await this.deps.docker.get<unknown>('/containers/{id}/json', `/containers/${id}/json`);
+      payload = await this.deps.docker.get<unknown>('/containers/{id}/json', `/containers/${id}/json`, { signal: this.stopController.signal });
     } catch (err) {
       // Gone between list (or event) and inspect: simply not there any more.
       if (isNotFound(err)) this.drop(id);
@@ -312,9 +319,11 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       return;
     }
     if (!this.exported(info.name)) {
+      this.excluded.add(id);
       this.drop(id);
       return;
     }
+    this.excluded.delete(id);
     const previous = this.records.get(id);
     const pendingOoms = this.pendingOoms.get(id) ?? 0;
     this.pendingOoms.delete(id);
@@ -336,6 +345,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
 
   /** Remembers a destroyed id (container ids are never reused), forgetting the oldest beyond a bound. */
   private bury(id: string): void {
+    this.excluded.delete(id);
     this.tombstones.add(id);
     if (this.tombstones.size > TOMBSTONES_KEPT) {
       const oldest = this.tombstones.values().next().value;

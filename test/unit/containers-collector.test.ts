@@ -121,6 +121,25 @@ describe('containers collector', () => {
     expect(s.filter((x) => x.name === 'docker_container_info')).toHaveLength(FIXTURES.length - 1);
   });
 
+  it('replaces a changed container\'s series (a rename, a lost health check) and follows oom events counted in place', async () => {
+    const records = fixtureRecords();
+    const { registry, collector: c } = collector(fakeInventory(records));
+    await c.update();
+    const i = records.findIndex((r) => r.name === 'c3f-unhealthy');
+    const old = records[i]!;
+    records[i] = { ...old, name: 'renamed', health: 'none', promLabels: { ...old.promLabels, name: 'renamed' } };
+    const oom = records.find((r) => r.name === 'c3f-oom')!;
+    oom.oomEvents++;
+    await c.update();
+    const s = parseMetrics(await registry.metrics());
+    expect(s.filter((x) => x.labels.name === 'c3f-unhealthy')).toEqual([]);
+    expect(value(s, 'docker_container_health_status', { name: 'renamed', status: 'none' })).toBe(1);
+    expect(value(s, 'docker_container_health_failing_streak', { name: 'renamed' })).toBeUndefined();
+    expect(s.filter((x) => x.labels.name === 'renamed')).toHaveLength(s.filter((x) => x.labels.name === 'c3f-nohealth').length);
+    expect(value(s, 'docker_container_oom_events_total', { name: 'c3f-oom' })).toBe(2);
+    expect(s.filter((x) => x.name === 'docker_container_info')).toHaveLength(FIXTURES.length);
+  });
+
   it('fails with the inventory\'s reason while it is not current, and still renders what it holds', async () => {
     const { registry, collector: c } = collector(fakeInventory(fixtureRecords(), false, 'events stream: connect ECONNREFUSED'));
     await expect(Promise.resolve().then(() => c.update())).rejects.toThrow('events stream: connect ECONNREFUSED');

@@ -5,7 +5,7 @@ import { Backoff } from '../../src/backoff.js';
 import { EventStream, REPLAY_MARGIN_NS, sinceParam } from '../../src/docker/event-stream.js';
 import { createExporterMetrics, type ExporterMetrics } from '../../src/exporter-metrics.js';
 import type { EngineEvent } from '../../src/parse/event.js';
-import { FakeEngine, hexId, until } from './fake-engine.js';
+import { FakeEngine, hexId, until } from './fake-docker.js';
 
 const logger = pino({ level: 'silent' });
 const streams: EventStream[] = [];

@@ -6,7 +6,7 @@ import { checkEventFilters, eventsCollector } from '../../src/collectors/events.
 import { buildConfig, ConfigError } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { parseMetrics } from '../helpers/prom.js';
-import { FakeEngine, hexId, until } from './fake-engine.js';
+import { FakeEngine, hexId, until } from './fake-docker.js';
 
 const running: Collector[] = [];
 afterEach(async () => {

@@ -15,7 +15,7 @@ import { parseDiskUsage } from '../../src/parse/df.js';
 import { parseEvent } from '../../src/parse/event.js';
 import { PayloadError } from '../../src/parse/guards.js';
 import { parseStats } from '../../src/parse/stats.js';
-import { Orchestrator } from '../../src/orchestrator.js';
+import { Orchestrator, renderRegistry } from '../../src/orchestrator.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
 
 /**
@@ -442,16 +442,18 @@ describe('label values from containers are escaped correctly in both exposition 
       const info = parseContainerInspect({ ...base, Name: `/${odd}`, Config: { ...base.Config, Labels: { 'com.docker.compose.project': odd } } });
       gauge.set({ name: info.name, container_label_com_docker_compose_project: info.labels['com.docker.compose.project']!, n: String(n) }, n);
     }
-    for (const type of [Registry.PROMETHEUS_CONTENT_TYPE, Registry.OPENMETRICS_CONTENT_TYPE] as const) {
-      registry.setContentType(type);
-      const text = await registry.metrics();
-      if (type === Registry.OPENMETRICS_CONTENT_TYPE) expect(text.endsWith('# EOF\n')).toBe(true);
+    for (const format of ['text', 'openmetrics'] as const) {
+      // What the exporter serves (its own renderer), checked against prom-client's for the same registry.
+      const text = await renderRegistry(registry as unknown as Registry, format);
+      registry.setContentType(format === 'openmetrics' ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
+      expect(text, format).toBe(await registry.metrics());
+      if (format === 'openmetrics') expect(text.endsWith('# EOF\n')).toBe(true);
       const samples = parseExposition(text).filter((s) => s.name === 'escaping_test');
       expect(samples).toHaveLength(ODD.length);
       for (const s of samples) {
         const odd = ODD[Number(s.labels.n)]!;
-        expect(s.labels.name, type).toBe(odd);
-        expect(s.labels.container_label_com_docker_compose_project, type).toBe(odd);
+        expect(s.labels.name, format).toBe(odd);
+        expect(s.labels.container_label_com_docker_compose_project, format).toBe(odd);
       }
       // No raw newline inside a sample line: each sample is exactly one line.
       expect(text.split('\n').filter((l) => l.startsWith('escaping_test{'))).toHaveLength(ODD.length);

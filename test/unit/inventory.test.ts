@@ -5,7 +5,7 @@ import { Backoff } from '../../src/backoff.js';
 import { buildConfig, ConfigError } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { Inventory, labelNameFor } from '../../src/inventory/inventory.js';
-import { FakeEngine, hexId, until } from './fake-engine.js';
+import { FakeEngine, hexId, until } from './fake-docker.js';
 
 const logger = pino({ level: 'silent' });
 const inventories: Inventory[] = [];
@@ -243,6 +243,15 @@ describe('Inventory', () => {
     await until(() => names(inventory).join() === 'app-other');
     expect(inventory.exported('app-x')).toBe(true);
     expect(inventory.exported('app-x-debug')).toBe(false);
+
+    // An excluded container's events cost no inspect, except a rename, which may let it in.
+    const before = engine.inspects.length;
+    for (const action of ['start', 'die', 'pause', 'health_status: healthy']) engine.send({ type: 'container', action, id: hexId(2) });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(engine.inspects.length).toBe(before);
+    engine.put(hexId(2), 'app-web-2');
+    engine.send({ type: 'container', action: 'rename', id: hexId(2) });
+    await until(() => names(inventory).join() === 'app-other,app-web-2');
   });
 
   it('takes the container\'s own name from a list entry that also holds link aliases', async () => {
