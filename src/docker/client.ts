@@ -140,10 +140,12 @@ export function explainConnectionError(err: Error & { code?: string; statusCode?
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the engine's certificate is not valid for the name ${url.hostname}: ${message}`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `TLS: the engine's certificate at ${where} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not valid yet'}`;
   // The engine turned our certificate (or its absence) down: a TLS alert during the handshake.
-  if (/ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|HANDSHAKE_FAILURE)/.test(code) || /alert (bad certificate|certificate required|unknown ca)/i.test(message)) {
+  const alert = /alert (bad certificate|certificate required|unknown ca|certificate unknown|access denied|handshake failure)/i.exec(message)?.[0];
+  if (alert || /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|HANDSHAKE_FAILURE)/.test(code)) {
+    const why = code && code !== 'EPROTO' ? code : alert;
     return hasClientCert
-      ? `TLS: the engine at ${where} refused our client certificate ${path.join(certDir, 'cert.pem')} (${code || message}): it is not signed by a CA the engine trusts (--tlscacert)`
-      : `TLS: the engine at ${where} requires a client certificate (${code || message}), and ${certDir} has no cert.pem and key.pem`;
+      ? `TLS: the engine at ${where} refused our client certificate ${path.join(certDir, 'cert.pem')} (${why}): it is not signed by a CA the engine trusts (--tlscacert)`
+      : `TLS: the engine at ${where} requires a client certificate (${why}), and ${certDir} has no cert.pem and key.pem`;
   }
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(message)) {
     return `TLS: ${where} does not speak TLS: drop --docker.tls-verify, or point --docker.host at the engine's TLS port`;

@@ -116,7 +116,10 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         // Without a given start, history starts at the first connection (the local clock: exact
         // for an engine on this host, off by the clock skew for a remote one).
         this.floorNano ??= nowNano();
-        if (connections > 0) this.opts.metrics.eventsReconnects.inc();
+        if (connections > 0) {
+          this.opts.metrics.eventsReconnects.inc();
+          this.opts.logger.info({ since: query.since }, 'events stream reconnected');
+        }
         this.up = true;
         warned = false;
         this.lastErrorText = undefined;

@@ -59,7 +59,6 @@ describe('under load', () => {
       }),
     );
     const elapsedMs = performance.now() - started;
-    console.log(`100 concurrent scrapes took ${Math.round(elapsedMs)} ms`);
 
     const reference = seriesKeys(before);
     expect(reference.length).toBeGreaterThan(RUNNING * 20);
@@ -77,12 +76,15 @@ describe('under load', () => {
       else expect(keys.length).toBe(reference.length);
       for (const id of ids) expect(value(samples, 'docker_container_state', { id, state: 'running' })).toBe(1);
     }
-    // Concurrent scrapes share renders: the engine was not asked 100 times.
+    // Concurrent scrapes share renders (one per format at a time): the engine was asked a few
+    // times, not 100 (the scrape just below is one more).
     const after = await exporter.samples();
     const infoRequests = value(after, 'docker_exporter_docker_requests_total', { endpoint: '/info' })! - infoRequestsBefore;
-    expect(infoRequests).toBeGreaterThanOrEqual(1);
-    expect(infoRequests).toBeLessThanOrEqual(8);
-    expect(new Set(answers.map((a) => a.body)).size).toBeLessThanOrEqual(infoRequests * 2);
+    const distinct = new Set(answers.map((a) => a.body)).size;
+    console.log(`100 concurrent scrapes: ${Math.round(elapsedMs)} ms, ${infoRequests - 1} renders, ${distinct} distinct bodies`);
+    expect(infoRequests).toBeGreaterThanOrEqual(2);
+    expect(infoRequests).toBeLessThanOrEqual(25);
+    expect(distinct).toBeLessThanOrEqual(infoRequests);
   });
 
   it('keeps collecting and answering other scrapes while one scraper reads very slowly and another sends its request very slowly', async () => {

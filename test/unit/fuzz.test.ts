@@ -259,6 +259,23 @@ describe(`readNdjson under random chunkings and corruption (seed ${SEED})`, () =
     expect(error).toBeInstanceOf(Error);
   });
 
+  it('spends time in proportion to a huge line, not to its square, when it comes in socket-sized chunks', async () => {
+    // 9 MiB in 64 KiB pieces, as a socket delivers it: the reader must give up on it within a
+    // fraction of a second, not hold the event loop (and every scrape) for seconds.
+    const source = new PassThrough();
+    const bad: string[] = [];
+    const started = performance.now();
+    const done = readNdjson(source, { onRecord: () => {}, onBadRecord: (reason) => bad.push(reason) }).then(() => undefined, (err: Error) => err);
+    const huge = Buffer.from(`{"x":"${'z'.repeat(9 * 1024 * 1024)}"}\n`);
+    for (let o = 0; o < huge.length && !source.destroyed; o += 65536) {
+      source.write(huge.subarray(o, o + 65536));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await done).toBeInstanceOf(Error);
+    expect(bad).toEqual(['oversized']);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
   it('reads a deeply nested line and a truncated stream without throwing', async () => {
     const r = rng(SEED + 5);
     const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
