@@ -185,11 +185,14 @@ interface Scrape {
 
 class Exporter {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  readonly logs: string[] = [];
+  /** The body of the latest plain scrape. */
+  lastBody: string | undefined;
 
   private constructor(
     readonly proc: ChildProcess,
     readonly port: number,
+    /** The latest 500 lines of its stdout and stderr. */
+    readonly logs: string[],
   ) {}
 
   get pid(): number {
@@ -232,9 +235,8 @@ class Exporter {
         reject(new Error(`exporter exited with ${code} before listening:\n${logs.join('\n')}`));
       });
     });
-    const e = new Exporter(proc, port);
-    e.logs.push(...logs);
-    return e;
+    // The same array goes on collecting lines for as long as the process runs.
+    return new Exporter(proc, port, logs);
   }
 
   /** One GET /metrics over a kept-alive connection, timed to the last byte. */
@@ -261,7 +263,9 @@ class Exporter {
           const ms = performance.now() - started;
           const raw = Buffer.concat(chunks);
           if (res.statusCode !== 200) return reject(new Error(`GET /metrics: HTTP ${res.statusCode}: ${raw.toString().slice(0, 300)}`));
-          resolve({ ms, bytes: raw.length, body: gzip ? '' : raw.toString() });
+          const body = gzip ? '' : raw.toString();
+          if (!gzip) this.lastBody = body;
+          resolve({ ms, bytes: raw.length, body });
         });
         res.on('error', reject);
       });
@@ -716,6 +720,11 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
         log(`    new container: info after ${fmtMs(p.firstInfoMs)}, stats after ${fmtMs(p.firstStatsMs)}; removed: gone after ${fmtMs(p.goneMs)}`);
       } finally {
         await exporter.stop();
+        // What the exporter said, for reading after the run (a scrape too while it is small).
+        const tag = `${target.kind}-${target.n}-${mode}-round${r + 1}`;
+        fs.mkdirSync(path.join(o.out, 'logs'), { recursive: true });
+        fs.writeFileSync(path.join(o.out, 'logs', `${tag}.log`), exporter.logs.join('\n') + '\n');
+        if (exporter.lastBody && target.n <= 1000) fs.writeFileSync(path.join(o.out, 'logs', `${tag}.prom`), exporter.lastBody);
       }
     }
   }

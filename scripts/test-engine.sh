@@ -111,11 +111,12 @@ stop_engine() {
   # NUL-separated, exactly as it was started, so that start brings back the same listeners.
   cat "/proc/$pid/cmdline" > "$ARGS_FILE"
   kill -TERM "$pid"
-  for _ in $(seq 1 120); do
+  # dockerd stops every container first (up to each one's stop timeout, 10 s by default).
+  for _ in $(seq 1 240); do
     kill -0 "$pid" 2>/dev/null || { say "dockerd ($pid) stopped"; return 0; }
     sleep 0.25
   done
-  die "dockerd ($pid) did not stop within 30 s"
+  die "dockerd ($pid) did not stop within 60 s"
 }
 
 restart_engine() {

@@ -378,5 +378,5 @@ describe('the engine stopped for 10 s and started again, 5 times', () => {
     expect(settled.unix).toBeGreaterThanOrEqual(5);
     expect(exporter.proc.exitCode).toBeNull();
     expect(exporter.logs.filter((l) => l.includes('"msg":"cannot reach the Docker Engine')).length).toBeLessThanOrEqual(5 * 3);
-  });
+  }, 400_000);
 });
