@@ -304,6 +304,11 @@ interface Target {
   removeProbe(id: string): Promise<void>;
   /** Extra per-window facts (fake engine: samples served). */
   counters?(): Promise<Record<string, number>>;
+  /**
+   * Makes sure every container that should run does (a colleague's test may have restarted the
+   * engine, which stops them all); returns an identity of the engine process to compare after.
+   */
+  ensureUp(): Promise<string>;
   cleanup(): Promise<void>;
 }
 
@@ -367,6 +372,15 @@ async function realTarget(o: Options, runId: string): Promise<Target> {
       };
     },
     runningIds: () => [...running],
+    async ensureUp() {
+      const up = new Set((await docker(['ps', '-q', '--no-trunc', '--filter', `label=${label}`])).split('\n').filter(Boolean));
+      const down = [...running].filter((id) => !up.has(id));
+      if (down.length) {
+        log(`  ${down.length} of this run's containers are not running (engine restarted?): starting them again`);
+        for (let i = 0; i < down.length; i += 50) await docker(['start', ...down.slice(i, i + 50)]);
+      }
+      return listProcesses().filter((p) => p.comm === 'dockerd').map((p) => p.pid).join(',');
+    },
     async addProbe() {
       const id = await docker(argsFor('busy', 9000 + probeNo++));
       probes.add(id);
@@ -421,6 +435,7 @@ async function simTarget(n: number, runId: string): Promise<Target> {
     n,
     dockerHost: `unix://${socketPath}`,
     engineProcesses: () => ({ fakeEngine: [proc.pid!] }),
+    ensureUp: async () => String(proc.pid),
     runningIds: () => running,
     async addProbe() {
       return (JSON.parse(await control('POST', '/_fake/containers?kind=busy')) as { Id: string }).Id;
@@ -491,6 +506,8 @@ interface WindowResult {
   statsRequestsPerS?: number;
   fake?: Record<string, number>;
   collectorSeconds?: Record<string, number>;
+  /** The engine restarted during the window: left out of every median. */
+  disturbed?: boolean;
 }
 
 interface LatencyResult {
@@ -695,12 +712,16 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
   for (let r = 0; r < rounds; r++) {
     if (withBaseline) {
       log(`  round ${r + 1}/${rounds}: baseline (no exporter) ${windowMs / 1000} s`);
-      run.baseline.push(await idleWindow(o, target, r, windowMs));
+      const engine = await target.ensureUp();
+      const b = await idleWindow(o, target, r, windowMs);
+      b.disturbed = engine !== (await target.ensureUp());
+      run.baseline.push(b);
     }
     // Alternate the order of the modes so that drift over the run affects each alike.
     const order = r % 2 === 0 ? o.modes : [...o.modes].reverse();
     for (const mode of order) {
       const m = (run.modes[mode] ??= { windows: [], latency: [], probes: [] });
+      const engine = await target.ensureUp();
       const exporter = await Exporter.start(exporterArgs(o, target, mode), { cpuProfDir: profDir });
       try {
         const warm = Math.max(30_000, 2 * o.intervalMs + 15_000);
@@ -710,6 +731,8 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
         await sleep(5000);
         log(`  round ${r + 1}/${rounds}: ${mode}: warm after ${((performance.now() - t) / 1000).toFixed(0)} s (stats for ${(coverage * 100).toFixed(0)}% of containers), measuring ${windowMs / 1000} s`);
         const w = await exporterWindow(o, target, exporter, mode, r, windowMs);
+        w.disturbed = engine !== (await target.ensureUp());
+        if (w.disturbed) log('    the engine restarted during this window: it is left out of the medians');
         m.windows.push(w);
         log(`    exporter ${w.cpu.exporter!.toFixed(2)}% of a core, RSS ${w.rssMedianMB!.toFixed(1)} MB; ${Object.entries(w.cpu).filter(([k]) => k !== 'exporter').map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}; host busy ${w.hostBusyPct.toFixed(0)}%`);
         const l = await latencyBurst(exporter, o.scrapes);
@@ -812,11 +835,15 @@ interface ModeSummary {
 }
 
 function summariseMode(run: TargetRun, mode: 'poll' | 'stream'): ModeSummary | undefined {
-  const m = run.modes[mode];
-  if (!m) return undefined;
-  const base = new Map(run.baseline.map((b) => [b.round, b]));
-  const above = (w: WindowResult, group: string): number => w.cpu[group]! - (base.get(w.round)?.cpu[group] ?? 0);
-  const real = run.kind === 'real' && run.baseline.length > 0;
+  const all = run.modes[mode];
+  if (!all) return undefined;
+  const m = { ...all, windows: all.windows.filter((w) => !w.disturbed) };
+  if (m.windows.length === 0) return undefined;
+  const base = new Map(run.baseline.filter((b) => !b.disturbed).map((b) => [b.round, b]));
+  // Each window against the baseline of its own round; a round without one uses the median baseline.
+  const medianBase = (group: string): number => median([...base.values()].map((b) => b.cpu[group]!));
+  const above = (w: WindowResult, group: string): number => w.cpu[group]! - (base.get(w.round)?.cpu[group] ?? medianBase(group));
+  const real = run.kind === 'real' && base.size > 0;
   const engine = real ? median(m.windows.map((w) => above(w, 'dockerd') + above(w, 'containerd'))) : undefined;
   const shims = real ? median(m.windows.map((w) => above(w, 'shims'))) : undefined;
   const total = real ? median(m.windows.map((w) => w.cpu.exporter! + above(w, 'dockerd') + above(w, 'containerd') + above(w, 'shims'))) : undefined;
@@ -984,7 +1011,7 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
     lines.push('| round | mode | exporter | dockerd | containerd | shims | RSS MB | host busy % |');
     lines.push('|---:|---|---:|---:|---:|---:|---:|---:|');
     const all = [...real.baseline, ...modes.flatMap((m) => real.modes[m]?.windows ?? [])].sort((a, b) => a.round - b.round);
-    for (const w of all) lines.push(`| ${w.round + 1} | ${w.mode} | ${fmt(w.cpu.exporter)} | ${fmt(w.cpu.dockerd)} | ${fmt(w.cpu.containerd)} | ${fmt(w.cpu.shims)} | ${fmt(w.rssMedianMB)} | ${fmt(w.hostBusyPct, 0)} |`);
+    for (const w of all) lines.push(`| ${w.round + 1} | ${w.mode}${w.disturbed ? ' (engine restarted: left out)' : ''} | ${fmt(w.cpu.exporter)} | ${fmt(w.cpu.dockerd)} | ${fmt(w.cpu.containerd)} | ${fmt(w.cpu.shims)} | ${fmt(w.rssMedianMB)} | ${fmt(w.hostBusyPct, 0)} |`);
     lines.push('');
     const missing = modes.flatMap((m) => s[m]?.missingConditional ?? []);
     if (missing.length) lines.push(`Not present on this engine (conditional series): ${[...new Set(missing)].join(', ')}.`, '');

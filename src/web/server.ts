@@ -169,7 +169,8 @@ function httpsServer(source: WebConfigSource, app: express.Express, logger: Logg
   source.on('change', (next) => apply(next));
   // Before Node wraps the socket in TLS: a changed certificate applies to this very handshake.
   server.prependListener('connection', () => source.refresh());
-  server.on('secureConnection', (socket: TLSSocket) => {
+  // Ahead of Node's HTTP handling of the connection: a refused client never gets a request read.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
     const why = checkClientCert(tlsOf(source.current), socket);
     if (why) {
       logger.debug({ remote: socket.remoteAddress, reason: why }, 'TLS client refused');

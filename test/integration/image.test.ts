@@ -85,10 +85,14 @@ describe('the container image, built from the Dockerfile and run least-privilege
   });
 
   it('reports healthy through the image\'s own HEALTHCHECK', async () => {
+    let last = '';
     const health = await waitFor('the container to be healthy', async () => {
-      const h = JSON.parse(await docker(['inspect', '--format', '{{json .State.Health}}', exporter])) as { Status: string; Log: { ExitCode: number }[] };
+      last = await docker(['inspect', '--format', '{{json .State.Health}}', exporter]);
+      const h = JSON.parse(last) as { Status: string; Log: { ExitCode: number }[] };
       return h.Status === 'healthy' ? h : undefined;
-    }, 30_000, 500);
+    }, 90_000, 500).catch((err: Error) => {
+      throw new Error(`${err.message}: ${last}`);
+    });
     expect(health.Log.at(-1)!.ExitCode).toBe(0);
   });
 
@@ -101,7 +105,7 @@ describe('the container image, built from the Dockerfile and run least-privilege
       samples = parseMetrics(await (await fetch(`${url}/metrics`)).text());
       const success = findAll(samples, 'docker_exporter_collector_success');
       return success.length === started.collectors.length && success.every((s) => s.value === 1);
-    }, 30_000, 500).catch((err: Error) => {
+    }, 60_000, 500).catch((err: Error) => {
       throw new Error(`${err.message}\n${findAll(samples, 'docker_exporter_collector_success').map((s) => `${s.labels.collector}=${s.value}`).join(' ')}`);
     });
     expect(findAll(samples, 'docker_exporter_collector_success').map((s) => s.labels.collector).sort()).toEqual([...started.collectors].sort());
@@ -123,7 +127,7 @@ describe('the container image, built from the Dockerfile and run least-privilege
       const target = await waitFor('Prometheus to scrape the exporter container', async () => {
         const t = (await prometheus.activeTargets()).find((x) => x.labels.container === exporterName);
         return t?.health === 'up' ? t : undefined;
-      }, 30_000, 500);
+      }, 60_000, 500);
       const ip = await docker(['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', exporter]);
       expect(target.scrapeUrl).toBe(`http://${ip}:9764/metrics`);
       const up = await prometheus.query(`docker_up{container="${exporterName}"}`);

@@ -93,7 +93,7 @@ describe('the npm package, packed, installed globally and run from its install',
         const s = await exporter.samples();
         const ok = findAll(s, 'docker_exporter_collector_success');
         return ok.length === started.collectors.length && ok.every((x) => x.value === 1) ? s : undefined;
-      }, 30_000, 500);
+      }, 60_000, 500);
       expect(value(samples, 'docker_up')).toBe(1);
       expect(findAll(samples, 'docker_exporter_build_info')[0]!.labels.version).toBe(pkg.version);
     } finally {

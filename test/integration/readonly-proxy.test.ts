@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { docker, TestContainers, waitFor } from '../helpers/docker.js';
 import { startExporter, type RunningExporter } from '../helpers/exporter.js';
 import { findAll, value, type Sample } from '../helpers/prom.js';
-import { requireTool } from '../helpers/tools.js';
+import { REPO_ROOT, requireTool } from '../helpers/tools.js';
 import { freePort } from './prometheus-server.js';
 
 /** One request as haproxy logged it. */
@@ -103,6 +104,27 @@ describe('behind a proxy that refuses everything but GET and HEAD', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('deploy/socket-proxy/docker-compose.yml opens exactly the API sections the client\'s routes need, GET only', () => {
+    const compose = YAML.parse(fs.readFileSync(`${REPO_ROOT}/deploy/socket-proxy/docker-compose.yml`, 'utf8')) as {
+      services: Record<string, { environment?: Record<string, number>; command?: string[]; volumes?: string[]; read_only?: boolean; cap_drop?: string[] }>;
+    };
+    const proxy = compose.services['socket-proxy']!;
+    const exporter = compose.services['docker-exporter']!;
+    // Every route the client may call (its Route type), as Tecnativa's section variables name them.
+    const client = fs.readFileSync(`${REPO_ROOT}/src/docker/client.ts`, 'utf8');
+    const routes = [.../export type Route =([^;]+);/.exec(client)![1]!.matchAll(/'([^']+)'/g)].map((m) => m[1]!);
+    expect(routes).toContain('/system/df');
+    const onByDefault = new Set(['PING', 'VERSION', 'EVENTS']);
+    const needed = new Set(routes.map((r) => r.split('/')[1]!.replace(/^_/, '').toUpperCase()).filter((v) => !onByDefault.has(v)));
+    const granted = Object.entries(proxy.environment!).filter(([k, v]) => v === 1 && k !== 'POST').map(([k]) => k);
+    expect(granted.filter((k) => !onByDefault.has(k)).sort()).toEqual([...needed].sort());
+    expect(proxy.environment!.POST).toBe(0);
+    expect(exporter.command).toEqual(['--docker.host=tcp://socket-proxy:2375']);
+    expect(exporter.volumes).toBeUndefined();
+    expect(exporter.read_only).toBe(true);
+    expect(exporter.cap_drop).toEqual(['ALL']);
+  });
+
   it('is a real barrier: it refuses POST and DELETE with 403 and passes GET and HEAD', async () => {
     const post = await fetch(`${proxyUrl}/containers/create?name=dx-proxy-${suffix}-refused`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ Image: 'docker-exporter-test/busybox:latest' }),
@@ -138,7 +160,7 @@ describe('behind a proxy that refuses everything but GET and HEAD', () => {
       await waitFor('every collector to succeed with data', async () => {
         samples = await exporter.samples();
         return ok();
-      }, 30_000, 500).catch((err: Error) => {
+      }, 60_000, 500).catch((err: Error) => {
         throw new Error(`${err.message}\n${findAll(samples, 'docker_exporter_collector_success').map((s) => `${s.labels.collector}=${s.value}`).join(' ')}\n${exporter.logs.slice(-20).join('\n')}`);
       });
       expect(findAll(samples, 'docker_exporter_collector_success').map((s) => s.labels.collector).sort()).toEqual([...started.collectors].sort());

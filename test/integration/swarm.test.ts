@@ -96,7 +96,7 @@ describe('on a one-node swarm: the stack runs one exporter per node, found by do
     const tasks = await waitFor('every task to be running', async () => {
       const lines = (await docker(['service', 'ps', service, '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}} {{.Error}}'])).split('\n').filter(Boolean);
       return lines.length === nodes.length && lines.every((l) => / Running /.test(l)) ? lines : undefined;
-    }, 60_000, 500);
+    }, 120_000, 500);
     expect(tasks).toHaveLength(nodes.length);
     const spec = JSON.parse(await docker(['service', 'inspect', '--format', '{{json .Spec}}', service])) as {
       Mode: Record<string, unknown>; EndpointSpec: { Ports: { PublishMode: string; TargetPort: number; PublishedPort: number }[] };
@@ -114,7 +114,7 @@ describe('on a one-node swarm: the stack runs one exporter per node, found by do
     const targets = await waitFor('the exporter task to be scraped', async () => {
       const t = (await prometheus!.activeTargets()).filter((x) => x.labels.job === 'docker-exporter');
       return t.length > 0 && t.every((x) => x.health === 'up') ? t : undefined;
-    }, 30_000, 500);
+    }, 60_000, 500);
     // One target: the node address and the host-mode port, not the task's overlay addresses.
     expect(targets.map((t) => t.scrapeUrl)).toEqual([`http://${addr}:${port}/metrics`]);
     expect(targets[0]!.labels.node).toBe(hostname);
