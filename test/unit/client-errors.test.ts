@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -142,5 +143,28 @@ describe('connection failures say why, once', () => {
       'the Docker Engine answers again',
     ]);
     expect(client.unreachableReason).toBeUndefined();
+  });
+
+  it('times requests out, tells a timeout from the caller\'s abort, and leaves nothing on the caller\'s signal', async () => {
+    let hang = false;
+    const port = await listen(http.createServer((req, res) => (hang && req.url?.includes('_ping') ? undefined : engineAnswer(req, res))));
+    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
+    // A long-lived signal, as a collector's stop signal is: many requests must not pile up on it.
+    const stop = new AbortController();
+    for (let i = 0; i < 50; i++) await client.get('/_ping', '/_ping', { signal: stop.signal });
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+    // Where AbortSignal.any() would have left one entry per request (Node's internal set).
+    const dependants = Object.getOwnPropertySymbols(stop.signal).find((sym) => sym.description === 'kDependantSignals');
+    expect(dependants === undefined ? 0 : ((stop.signal as unknown as Record<symbol, Set<unknown> | undefined>)[dependants]?.size ?? 0)).toBe(0);
+    hang = true;
+    const started = performance.now();
+    await expect(client.get('/_ping', '/_ping', { signal: stop.signal, timeoutMs: 150 })).rejects.toThrow('/_ping: timed out after 150 ms');
+    expect(performance.now() - started).toBeLessThan(2000);
+    const pending = client.get('/_ping', '/_ping', { signal: stop.signal, timeoutMs: 60_000 });
+    setTimeout(() => stop.abort(), 50);
+    const err = await pending.then(() => undefined, (e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err!.message).not.toContain('timed out');
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
   });
 });

@@ -8,7 +8,7 @@ import { REPO_ROOT, requireTool } from '../helpers/tools.js';
 
 const UNIT = path.join(REPO_ROOT, 'docker-exporter.service');
 const ENV_EXAMPLE = path.join(REPO_ROOT, 'deploy/systemd/docker-exporter.default');
-const DOC = path.join(REPO_ROOT, 'docs/readme/systemd.md');
+const DOC = path.join(REPO_ROOT, 'README.md');
 
 /** The unit's directives, section → key → values (a key may repeat, as SystemCallFilter= does). */
 function parseUnit(text: string): Record<string, Record<string, string[]>> {

@@ -142,14 +142,19 @@ describe('basic auth', () => {
       return performance.now() - started;
     };
     // Fresh passwords each time: a remembered result would skip bcrypt.
-    const known = [await timeOf(header('prometheus', 'wrong-1')), await timeOf(header('prometheus', 'wrong-2'))];
-    const unknown = [await timeOf(header('nobody', 'wrong-1')), await timeOf(header('nobody', 'wrong-2'))];
+    // Interleaved, and the fastest of each kept: other work on the machine only ever adds time.
+    const known: number[] = [];
+    const unknown: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      known.push(await timeOf(header('prometheus', `wrong-${i}`)));
+      unknown.push(await timeOf(header('nobody', `wrong-${i}`)));
+    }
     const knownMs = Math.min(...known);
     const unknownMs = Math.min(...unknown);
     // Cost 10 takes tens of milliseconds; skipping the compare would take well under one.
     expect(knownMs).toBeGreaterThan(5);
     expect(unknownMs).toBeGreaterThan(knownMs * 0.5);
-    expect(unknownMs).toBeLessThan(knownMs * 2);
+    expect(unknownMs).toBeLessThan(knownMs * 3);
   });
 
   it('parses Authorization headers', () => {
