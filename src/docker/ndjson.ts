@@ -1,8 +1,12 @@
 import type { Readable } from 'node:stream';
 import split2 from 'split2';
 
-/** The engine never sends a record near this size; a longer line is a broken stream, not data. */
-export const MAX_LINE_BYTES = 8 * 1024 * 1024;
+/**
+ * The engine never sends a record near this size (a stats sample of a 256-CPU host is ~15 KiB); a
+ * longer line is a broken stream, not data. Kept small because split2 re-scans the unfinished line
+ * on every chunk: the cost of an endless line grows with the square of this bound.
+ */
+export const MAX_LINE_BYTES = 1024 * 1024;
 
 export interface NdjsonHandlers {
   /** One parsed JSON value, with its raw line (the events stream needs exact integers from it). */
@@ -38,6 +42,10 @@ export function readNdjson(source: Readable, handlers: NdjsonHandlers | NdjsonLi
       if (settled) return;
       settled = true;
       source.unpipe(lines);
+      // Chunks already handed to split2 would raise the same error again with nobody left to hear it.
+      lines.removeAllListeners('data');
+      lines.on('error', () => {});
+      lines.destroy();
       if (err) {
         source.destroy();
         reject(err);

@@ -7,18 +7,21 @@ async function read(bytes: Buffer, chunkSizes: number[], maxLine?: number) {
   const source = new PassThrough();
   const records: unknown[] = [];
   const bad: string[] = [];
-  const done = readNdjson(source, { onRecord: (v) => records.push(v), onBadRecord: (reason) => bad.push(reason) }, maxLine);
+  // The handler is attached at once: the reader may reject while chunks are still being fed.
+  const done = readNdjson(source, { onRecord: (v) => records.push(v), onBadRecord: (reason) => bad.push(reason) }, maxLine).then(
+    () => undefined,
+    (err: Error) => err,
+  );
   let offset = 0;
   let i = 0;
-  while (offset < bytes.length) {
+  while (offset < bytes.length && !source.destroyed) {
     const size = Math.max(1, chunkSizes[i++ % chunkSizes.length]!);
     source.write(bytes.subarray(offset, offset + size));
     offset += size;
     await new Promise((r) => setImmediate(r));
   }
   source.end();
-  let error: Error | undefined;
-  await done.catch((err: Error) => (error = err));
+  const error = await done;
   return { records, bad, error };
 }
 
