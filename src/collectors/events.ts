@@ -50,7 +50,7 @@ export const eventsCollector: CollectorModule = {
     checkEventFilters(filters);
     const total = new Counter({
       name: 'docker_events_total',
-      help: 'Events the Docker Engine reported since the exporter started, by object type and action (its detail after ":" cut off).',
+      help: 'Events the Docker Engine reported since the exporter started, by object type and action (its detail after the colon cut off).',
       labelNames: ['type', 'action'],
       registers: [registry],
     });

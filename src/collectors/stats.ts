@@ -162,6 +162,10 @@ export class StatsCollector implements Collector {
       const record = this.deps.inventory.get(t.id);
       if (t.parsed && record) emit(m, record, t.parsed);
     }
+    // Samples are only as current as the container list they follow: with the engine away, the
+    // series above are the last ones seen, and the collector says so.
+    const { inventory } = this.deps;
+    if (!inventory.current) throw new Error(inventory.lastError ?? 'container inventory is not current');
   }
 
   /** Starts or stops following a container as the inventory reports it. */

@@ -42,6 +42,9 @@ function record(n: number, over: Partial<ContainerRecord> = {}): ContainerRecord
 /** Just what the collector uses of the Inventory. */
 class FakeInventory extends EventEmitter {
   readonly labelNames = LABEL_NAMES;
+  /** Whether the inventory is in step with the engine; the collector fails while it is not. */
+  current = true;
+  lastError: string | undefined = undefined;
   readonly records = new Map<string, ContainerRecord>();
   list(): ContainerRecord[] {
     return [...this.records.values()];
@@ -315,6 +318,21 @@ describe('stats collector: poll mode', () => {
     const text = await r.text();
     expect(text).toMatch(/^docker_exporter_parse_errors_total\{source="stats"\} 1$/m);
     expect(hasSeriesOf(text, c.id)).toBe(false);
+  });
+
+  it('fails while the inventory is not in step with the engine, and still shows the last samples', async () => {
+    const r = rig();
+    const c = record(1);
+    r.docker.payloads.set(c.id, fixture('v1-busy.json'));
+    r.collector.start();
+    r.inventory.upsert(c);
+    await until('sample', () => r.docker.getCalls.length === 1);
+    await tick(5);
+    expect(hasSeriesOf(await r.text(), c.id)).toBe(true);
+    r.inventory.current = false;
+    r.inventory.lastError = 'events stream down';
+    expect(() => r.collector.update()).toThrow('events stream down');
+    expect(hasSeriesOf(await r.registry.metrics(), c.id)).toBe(true);
   });
 
   it('follows the inventory after a full sync: drops what is gone, samples what is new', async () => {
