@@ -18,7 +18,9 @@ interface Options {
   containers: number;
   windowMs: number;
   rounds: number;
-  modes: Array<'poll' | 'stream'>;
+  /** `poll`, `stream`, or either with `@name` for the exporter at `--alt name=PATH` (A/B runs). */
+  modes: string[];
+  alt: Record<string, string>;
   simulate: number[];
   simWindowMs: number;
   simRounds: number;
@@ -37,7 +39,8 @@ const USAGE = `usage: npm run bench -- [flags] [-- extra exporter flags]
   --containers N      real containers on the engine (default 100)
   --window 60s        length of one measurement window (default 60s)
   --rounds K          windows per mode on the real engine, modes alternating (default 3)
-  --modes poll,stream stats modes to compare (default poll,stream)
+  --modes poll,stream stats modes to compare (default poll,stream); MODE@NAME runs the exporter of --alt NAME
+  --alt NAME=PATH     another build of the exporter (its dist/cli.js) to compare with, e.g. a patched tree
   --interval 15s      --stats.interval of the exporter, and Prometheus' scrape interval (default 15s)
   --scrapes 50        scrapes per format in each latency burst (default 50)
   --simulate 1000,5000  fake-engine sizes, or "none" (default 1000,5000)
@@ -68,7 +71,7 @@ function parseOptions(argv: string[]): Options {
     else if (i + 1 < args.length) values.set(k, args[++i]!);
     else throw new Error(`--${k} needs a value\n${USAGE}`);
   }
-  const known = ['containers', 'window', 'rounds', 'modes', 'interval', 'scrapes', 'simulate', 'sim-window', 'sim-rounds', 'soak', 'only', 'out'];
+  const known = ['alt', 'containers', 'window', 'rounds', 'modes', 'interval', 'scrapes', 'simulate', 'sim-window', 'sim-rounds', 'soak', 'only', 'out'];
   for (const k of values.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k}\n${USAGE}`);
   const quick = flags.has('quick');
   const int = (k: string, dflt: number, min = 1): number => {
@@ -86,7 +89,17 @@ function parseOptions(argv: string[]): Options {
     }
   };
   const modes = (values.get('modes') ?? 'poll,stream').split(',').map((s) => s.trim());
-  for (const m of modes) if (m !== 'poll' && m !== 'stream') throw new Error(`--modes: "${m}" is not poll or stream`);
+  const alt: Record<string, string> = {};
+  for (const item of (values.get('alt') ?? '').split(',').filter(Boolean)) {
+    const [name, file] = item.split('=', 2) as [string, string | undefined];
+    if (!file || !fs.existsSync(file)) throw new Error(`--alt: "${item}" is not NAME=PATH of an existing dist/cli.js`);
+    alt[name] = path.resolve(file);
+  }
+  for (const m of modes) {
+    const [base, name] = m.split('@', 2) as [string, string | undefined];
+    if (base !== 'poll' && base !== 'stream') throw new Error(`--modes: "${m}" is not poll or stream`);
+    if (name !== undefined && !alt[name]) throw new Error(`--modes: "${m}" names no --alt ${name}=PATH`);
+  }
   const simRaw = values.get('simulate') ?? (quick ? '200' : '1000,5000');
   const simulate = simRaw === 'none' || simRaw === '' ? [] : simRaw.split(',').map((s) => Number(s.trim()));
   for (const n of simulate) if (!Number.isInteger(n) || n < 1) throw new Error(`--simulate: "${simRaw}" is not a list of container counts`);
@@ -97,7 +110,8 @@ function parseOptions(argv: string[]): Options {
     containers: int('containers', quick ? 10 : 100),
     windowMs,
     rounds: int('rounds', quick ? 1 : 3),
-    modes: modes as Options['modes'],
+    modes,
+    alt,
     simulate,
     simWindowMs: values.has('sim-window') ? dur('sim-window', '60s') : windowMs,
     simRounds: int('sim-rounds', quick ? 1 : 2),
@@ -199,10 +213,10 @@ class Exporter {
     return this.proc.pid!;
   }
 
-  static async start(args: string[], opts: { cpuProfDir?: string }): Promise<Exporter> {
+  static async start(cli: string, args: string[], opts: { cpuProfDir?: string }): Promise<Exporter> {
     const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
-    const proc = spawn(process.execPath, [...nodeArgs, path.join(REPO_ROOT, 'dist/cli.js'), '--web.listen-address', '127.0.0.1:0', ...args], {
-      cwd: REPO_ROOT,
+    const proc = spawn(process.execPath, [...nodeArgs, cli, '--web.listen-address', '127.0.0.1:0', ...args], {
+      cwd: path.dirname(path.dirname(cli)),
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, DOCKER_HOST: undefined },
     });
@@ -494,7 +508,7 @@ function hostBusy(): { busy: number; total: number } {
 }
 
 interface WindowResult {
-  mode: 'baseline' | 'poll' | 'stream';
+  mode: string;
   round: number;
   seconds: number;
   /** % of one core, raw (not yet minus the baseline). */
@@ -535,8 +549,19 @@ interface ProbeResult {
   goneByNextScrape?: boolean;
 }
 
-function exporterArgs(o: Options, target: Target, mode: 'poll' | 'stream'): string[] {
-  const args = ['--stats.mode', mode, '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
+/** `poll@patched` → `poll`. */
+function baseMode(mode: string): string {
+  return mode.split('@')[0]!;
+}
+
+/** The exporter a mode runs: ours, or the --alt one it names. */
+function distFor(o: Options, mode: string): string {
+  const name = mode.split('@')[1];
+  return name ? o.alt[name]! : path.join(REPO_ROOT, 'dist/cli.js');
+}
+
+function exporterArgs(o: Options, target: Target, mode: string): string[] {
+  const args = ['--stats.mode', baseMode(mode), '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
   if (target.dockerHost) args.push('--docker.host', target.dockerHost);
   return [...args, ...o.exporterArgs];
 }
@@ -573,7 +598,7 @@ async function warmUp(exporter: Exporter, target: Target, maxMs: number): Promis
   }
 }
 
-async function exporterWindow(o: Options, target: Target, exporter: Exporter, mode: 'poll' | 'stream', round: number, ms: number): Promise<WindowResult> {
+async function exporterWindow(o: Options, target: Target, exporter: Exporter, mode: string, round: number, ms: number): Promise<WindowResult> {
   const groups = target.engineProcesses();
   const pids = [exporter.pid, ...Object.values(groups).flat()];
   const rss: number[] = [];
@@ -711,7 +736,7 @@ interface TargetRun {
   kind: 'real' | 'sim';
   n: number;
   baseline: WindowResult[];
-  modes: Partial<Record<'poll' | 'stream', ModeRun>>;
+  modes: Partial<Record<string, ModeRun>>;
 }
 
 async function runTarget(o: Options, target: Target, rounds: number, windowMs: number, withBaseline: boolean): Promise<TargetRun> {
@@ -731,7 +756,7 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
     for (const mode of order) {
       const m = (run.modes[mode] ??= { windows: [], latency: [], probes: [] });
       const engine = await target.ensureUp();
-      const exporter = await Exporter.start(exporterArgs(o, target, mode), { cpuProfDir: profDir });
+      const exporter = await Exporter.start(distFor(o, mode), exporterArgs(o, target, mode), { cpuProfDir: profDir });
       try {
         const warm = Math.max(30_000, 2 * o.intervalMs + 15_000);
         const t = performance.now();
@@ -756,7 +781,7 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
         const tag = `${target.kind}-${target.n}-${mode}-round${r + 1}`;
         fs.mkdirSync(path.join(o.out, 'logs'), { recursive: true });
         fs.writeFileSync(path.join(o.out, 'logs', `${tag}.log`), exporter.logs.join('\n') + '\n');
-        if (exporter.lastBody && target.n <= 1000) fs.writeFileSync(path.join(o.out, 'logs', `${tag}.prom`), exporter.lastBody);
+        if (exporter.lastBody && target.kind === 'real') fs.writeFileSync(path.join(o.out, 'logs', `${tag}.prom`), exporter.lastBody);
       }
     }
   }
@@ -764,7 +789,7 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
 }
 
 interface SoakResult {
-  mode: 'poll' | 'stream';
+  mode: string;
   minutes: number;
   /** [seconds since start, RSS MB, heap used MB] every 10 s. */
   samples: Array<[number, number, number]>;
@@ -775,8 +800,8 @@ interface SoakResult {
   cpuPct: number;
 }
 
-async function soak(o: Options, target: Target, mode: 'poll' | 'stream'): Promise<SoakResult> {
-  const exporter = await Exporter.start(exporterArgs(o, target, mode), {});
+async function soak(o: Options, target: Target, mode: string): Promise<SoakResult> {
+  const exporter = await Exporter.start(distFor(o, mode), exporterArgs(o, target, mode), {});
   try {
     await warmUp(exporter, target, Math.max(30_000, 2 * o.intervalMs + 15_000));
     const samples: Array<[number, number, number]> = [];
@@ -845,7 +870,7 @@ interface ModeSummary {
   fakeSamplesPerS?: number;
 }
 
-function summariseMode(run: TargetRun, mode: 'poll' | 'stream'): ModeSummary | undefined {
+function summariseMode(run: TargetRun, mode: string): ModeSummary | undefined {
   const all = run.modes[mode];
   if (!all) return undefined;
   const m = { ...all, windows: all.windows.filter((w) => !w.disturbed) };
