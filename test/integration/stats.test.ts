@@ -249,8 +249,16 @@ describe('stats collector, stream mode, against the real engine', () => {
     const expected = await running();
     expect(expected).toBe(steady.length + 1);
     await waitFor('open streams to equal running containers', async () => (await streamsNow()) === expected, 10_000);
+    // An open stream is not yet a sample: the engine sends a stream's first record about a second
+    // after it opens, later on a loaded host.
+    const withSeries = [...steady, cycled[0]!];
+    await waitFor('series of every running container', async () => {
+      const now = await scrapeSamples(exporter);
+      return withSeries.every((id) => seriesOf(now, id).length > 0);
+    }, 10_000);
     const samples = await scrapeSamples(exporter);
-    for (const id of [...steady, cycled[0]!]) expect(seriesOf(samples, id).length, id).toBeGreaterThan(0);
+    expect(value(samples, 'docker_exporter_stats_streams')).toBe(expected);
+    for (const id of withSeries) expect(seriesOf(samples, id).length, id).toBeGreaterThan(0);
     for (const id of cycled.slice(1)) expect(seriesOf(samples, id), id).toHaveLength(0);
     await sleep(1000);
     const socketsAfter = socketCount(exporter.pid);
