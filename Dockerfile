@@ -45,4 +45,6 @@ USER 65534:65534
 EXPOSE 9764
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
   CMD ["node", "/app/healthcheck.mjs"]
-ENTRYPOINT ["node", "dist/cli.js"]
+# A young generation of at most 2 MB per semi-space: V8 grows it to 16 MB under a scrape's
+# allocations and keeps it, ~30 MB of resident memory for no gain (see the README, "Memory").
+ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/cli.js"]

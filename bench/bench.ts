@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { KIND_CYCLE, type Kind } from './fake-engine.js';
-import { BENCH_IMAGE, cpuSecondsOf, docker, listProcesses, median, percentile, REPO_ROOT, rssBytesOf, sleep, socketGet, TEST_LABEL } from './lib.js';
+import { BENCH_IMAGE, NODE_FLAGS, cpuSecondsOf, docker, listProcesses, median, percentile, REPO_ROOT, rssBytesOf, sleep, socketGet, TEST_LABEL } from './lib.js';
 import { parseDuration } from '../src/duration.js';
 
 // ---------------------------------------------------------------- options
@@ -214,7 +214,8 @@ class Exporter {
   }
 
   static async start(cli: string, args: string[], opts: { cpuProfDir?: string }): Promise<Exporter> {
-    const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
+    // As `npm start`, the image and the systemd unit run it (test/unit/launchers.test.ts keeps them alike).
+    const nodeArgs = [NODE_FLAGS, ...(opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [])];
     const proc = spawn(process.execPath, [...nodeArgs, cli, '--web.listen-address', '127.0.0.1:0', ...args], {
       cwd: path.dirname(path.dirname(cli)),
       stdio: ['ignore', 'pipe', 'pipe'],

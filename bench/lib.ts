@@ -156,3 +156,6 @@ export function listProcesses(): ProcInfo[] {
   }
   return out;
 }
+
+/** The Node.js flag the shipped launchers (`npm start`, Dockerfile, systemd unit) run the exporter with. */
+export const NODE_FLAGS = '--max-semi-space-size=2';

@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { SeriesMetric } from '../exposition.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { CONTAINER_STATES, HEALTH_STATUSES } from '../parse/container.js';
 import type { CollectorModule } from './collector.js';
@@ -16,28 +17,28 @@ type Labels = Record<string, string>;
 /** The containers collector's metrics, registered once; `render` fills them from the records. */
 export class ContainerMetrics {
   /** The metrics whose series carry only the container's labels. */
-  private readonly plain: Array<Gauge | Counter> = [];
+  private readonly plain: SeriesMetric[] = [];
   /** What each container's series were last made from. */
   private readonly rendered = new Map<string, { record: ContainerRecord; oomEvents: number }>();
-  private readonly info: Gauge;
-  private readonly state: Gauge;
-  private readonly healthStatus: Gauge;
-  private readonly failingStreak: Gauge;
-  private readonly restarts: Counter;
-  private readonly exitCode: Gauge;
-  private readonly oomKilled: Gauge;
-  private readonly oomEvents: Counter;
-  private readonly created: Gauge;
-  private readonly startedAt: Gauge;
-  private readonly finishedAt: Gauge;
-  private readonly startTime: Gauge;
-  private readonly healthState: Gauge;
-  private readonly memoryLimit: Gauge;
-  private readonly memoryReservation: Gauge;
-  private readonly memorySwap: Gauge;
-  private readonly cpuQuota: Gauge;
-  private readonly cpuPeriod: Gauge;
-  private readonly cpuShares: Gauge;
+  private readonly info: SeriesMetric;
+  private readonly state: SeriesMetric;
+  private readonly healthStatus: SeriesMetric;
+  private readonly failingStreak: SeriesMetric;
+  private readonly restarts: SeriesMetric;
+  private readonly exitCode: SeriesMetric;
+  private readonly oomKilled: SeriesMetric;
+  private readonly oomEvents: SeriesMetric;
+  private readonly created: SeriesMetric;
+  private readonly startedAt: SeriesMetric;
+  private readonly finishedAt: SeriesMetric;
+  private readonly startTime: SeriesMetric;
+  private readonly healthState: SeriesMetric;
+  private readonly memoryLimit: SeriesMetric;
+  private readonly memoryReservation: SeriesMetric;
+  private readonly memorySwap: SeriesMetric;
+  private readonly cpuQuota: SeriesMetric;
+  private readonly cpuPeriod: SeriesMetric;
+  private readonly cpuShares: SeriesMetric;
   /**
    * The label objects with an extra label, made once per record: the exposition reuses a label
    * set's text for as long as it is handed the same object (a record lives until it changes).
@@ -45,13 +46,13 @@ export class ContainerMetrics {
   private readonly derived = new WeakMap<ContainerRecord, { info: Labels; states: Labels[]; statuses: Labels[] }>();
 
   constructor(registry: Registry, labelNames: readonly string[]) {
-    const gauge = (name: string, help: string, extra: string[] = []): Gauge => {
-      const g = new Gauge({ name, help, labelNames: [...labelNames, ...extra], registers: [registry] });
+    const gauge = (name: string, help: string, extra: string[] = []): SeriesMetric => {
+      const g = new SeriesMetric({ name, help, type: 'gauge', labelNames: [...labelNames, ...extra], registers: [registry] });
       if (extra.length === 0) this.plain.push(g);
       return g;
     };
-    const counter = (name: string, help: string): Counter => {
-      const c = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
+    const counter = (name: string, help: string): SeriesMetric => {
+      const c = new SeriesMetric({ name, help, type: 'counter', labelNames: [...labelNames], registers: [registry] });
       this.plain.push(c);
       return c;
     };
@@ -104,9 +105,9 @@ export class ContainerMetrics {
     if (!d) {
       const l = r.promLabels;
       d = {
-        info: { ...l, image_id: r.imageId },
-        states: CONTAINER_STATES.map((state) => ({ ...l, state })),
-        statuses: HEALTH_STATUSES.map((status) => ({ ...l, status })),
+        info: Object.freeze({ ...l, image_id: r.imageId }),
+        states: CONTAINER_STATES.map((state) => Object.freeze({ ...l, state })),
+        statuses: HEALTH_STATUSES.map((status) => Object.freeze({ ...l, status })),
       };
       this.derived.set(r, d);
     }
@@ -130,10 +131,10 @@ export class ContainerMetrics {
     this.healthState.set(l, HEALTH_STATE[r.health]);
     // A streak belongs to a health check; a container without one has none to report.
     if (r.health !== 'none') this.failingStreak.set(l, r.failingStreak);
-    this.restarts.inc(l, r.restartCount);
+    this.restarts.set(l, r.restartCount);
     this.exitCode.set(l, r.exitCode);
     this.oomKilled.set(l, r.oomKilled ? 1 : 0);
-    this.oomEvents.inc(l, r.oomEvents);
+    this.oomEvents.set(l, r.oomEvents);
     setIf(this.created, l, r.createdSeconds);
     setIf(this.startedAt, l, r.startedAtSeconds);
     setIf(this.finishedAt, l, r.finishedAtSeconds);
@@ -148,7 +149,7 @@ export class ContainerMetrics {
   }
 }
 
-function setIf(gauge: Gauge, labels: Labels, value: number | undefined): void {
+function setIf(gauge: SeriesMetric, labels: Labels, value: number | undefined): void {
   if (value !== undefined) gauge.set(labels, value);
 }
 

@@ -1,4 +1,5 @@
 import { Gauge } from 'prom-client';
+import { SeriesMetric } from '../exposition.js';
 import { Backoff } from '../backoff.js';
 import { compareApiVersions } from '../docker/client.js';
 import { DISK_USAGE_KINDS, parseDiskUsage, type DiskUsage } from '../parse/df.js';
@@ -39,8 +40,8 @@ class DfCollector implements Collector {
   private readonly activeObjects: Gauge<'kind'>;
   private readonly bytes: Gauge<'kind'>;
   private readonly reclaimable: Gauge<'kind'>;
-  private readonly rwSize: Gauge<string>;
-  private readonly rootFsSize: Gauge<string>;
+  private readonly rwSize: SeriesMetric;
+  private readonly rootFsSize: SeriesMetric;
   private readonly volumeSize: Gauge<'volume' | 'driver'>;
   private readonly volumeRefCount: Gauge<'volume' | 'driver'>;
   private readonly lastSuccess: Gauge;
@@ -63,8 +64,8 @@ class DfCollector implements Collector {
     this.bytes = kind('docker_disk_usage_bytes', 'Disk space used by each kind, as the SIZE column of `docker system df`, in bytes.');
     this.reclaimable = kind('docker_disk_usage_reclaimable_bytes', 'Disk space that pruning each kind could free, as the RECLAIMABLE column of `docker system df`, in bytes.');
     const labelNames = deps.inventory.labelNames;
-    this.rwSize = new Gauge({ name: 'docker_container_rw_size_bytes', help: 'Size of the container\'s writable layer (SizeRw), in bytes, from the last disk usage run.', labelNames, registers });
-    this.rootFsSize = new Gauge({ name: 'docker_container_rootfs_size_bytes', help: 'Size of the container\'s whole root filesystem, image included (SizeRootFs), in bytes, from the last disk usage run.', labelNames, registers });
+    this.rwSize = new SeriesMetric({ type: 'gauge', name: 'docker_container_rw_size_bytes', help: 'Size of the container\'s writable layer (SizeRw), in bytes, from the last disk usage run.', labelNames, registers });
+    this.rootFsSize = new SeriesMetric({ type: 'gauge', name: 'docker_container_rootfs_size_bytes', help: 'Size of the container\'s whole root filesystem, image included (SizeRootFs), in bytes, from the last disk usage run.', labelNames, registers });
     this.volumeSize = new Gauge({ name: 'docker_volume_size_bytes', help: 'Disk space used by the volume, in bytes, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
     this.volumeRefCount = new Gauge({ name: 'docker_volume_refcount', help: 'Containers referencing the volume, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
     this.lastSuccess = new Gauge({ name: 'docker_exporter_df_last_success_timestamp_seconds', help: 'Unix time the last successful disk usage run finished; absent until one has.', registers });
@@ -149,8 +150,19 @@ class DfCollector implements Collector {
 
   /** Turns the last good result into series; per-container ones follow the inventory's labels now. */
   private render(): void {
-    const gauges = [this.objects, this.activeObjects, this.bytes, this.reclaimable, this.rwSize, this.rootFsSize, this.volumeSize, this.volumeRefCount];
+    const gauges = [this.objects, this.activeObjects, this.bytes, this.reclaimable, this.volumeSize, this.volumeRefCount];
     for (const g of gauges) g.reset();
+    // The per-container ones are set anew, keeping the lines that did not change.
+    const perContainer = [this.rwSize, this.rootFsSize];
+    for (const g of perContainer) g.beginRefill();
+    try {
+      this.renderUsage();
+    } finally {
+      for (const g of perContainer) g.endRefill();
+    }
+  }
+
+  private renderUsage(): void {
     const usage = this.last;
     if (!usage) return;
     for (const kind of DISK_USAGE_KINDS) {

@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { Backoff, sleep } from '../backoff.js';
 import { isNotFound } from '../docker/client.js';
 import { readNdjson } from '../docker/ndjson.js';
+import { SeriesMetric } from '../exposition.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
@@ -36,8 +37,9 @@ type Labels = Record<string, string>;
 function createMetrics(deps: CollectorDeps) {
   const registers = [deps.registry];
   const base = deps.inventory.labelNames;
-  const counter = (name: string, help: string, extra: string[] = []) => new Counter({ name, help, labelNames: [...base, ...extra], registers });
-  const gauge = (name: string, help: string, extra: string[] = []) => new Gauge({ name, help, labelNames: [...base, ...extra], registers });
+  const series = (type: 'gauge' | 'counter') => (name: string, help: string, extra: string[] = []) => new SeriesMetric({ name, help, type, labelNames: [...base, ...extra], registers });
+  const counter = series('counter');
+  const gauge = series('gauge');
   return {
     cpuTotal: counter('container_cpu_usage_seconds_total', 'Cumulative CPU time consumed, in seconds.'),
     cpuUser: counter('container_cpu_user_seconds_total', 'Cumulative user CPU time consumed, in seconds.'),
@@ -155,13 +157,15 @@ export class StatsCollector implements Collector {
 
   update(): void {
     const m = this.m;
-    for (const metric of Object.values(m)) metric.reset();
+    const all = Object.values(m);
+    for (const metric of all) metric.beginRefill();
     for (const t of this.tracked.values()) {
       if (t.raw === undefined) continue;
       if (t.parsed === undefined) t.parsed = this.parse(t);
       const record = this.deps.inventory.get(t.id);
       if (t.parsed && record) emit(m, record, t.parsed);
     }
+    for (const metric of all) metric.endRefill();
     // Samples are only as current as the container list they follow: with the engine away, the
     // series above are the last ones seen, and the collector says so.
     const { inventory } = this.deps;
@@ -350,10 +354,10 @@ function emit(m: StatsMetrics, record: ContainerRecord, s: StatsSample): void {
   set(m.memCache, L, s.memoryCacheBytes);
   set(m.memMappedFile, L, s.memoryMappedFileBytes);
   set(m.memMaxUsage, L, s.memoryMaxUsageBytes);
-  if (s.pgfault !== undefined) m.memFailures.inc({ ...L, failure_type: 'pgfault', scope: 'container' }, s.pgfault);
-  if (s.pgmajfault !== undefined) m.memFailures.inc({ ...L, failure_type: 'pgmajfault', scope: 'container' }, s.pgmajfault);
+  if (s.pgfault !== undefined) m.memFailures.set(derive(L, 'failure_type', 'pgfault', 'scope', 'container'), s.pgfault);
+  if (s.pgmajfault !== undefined) m.memFailures.set(derive(L, 'failure_type', 'pgmajfault', 'scope', 'container'), s.pgmajfault);
   for (const n of s.networks) {
-    const NL = { ...L, interface: n.name };
+    const NL = derive(L, 'interface', n.name);
     count(m.netRxBytes, NL, n.rxBytes);
     count(m.netRxPackets, NL, n.rxPackets);
     count(m.netRxDropped, NL, n.rxDropped);
@@ -364,7 +368,7 @@ function emit(m: StatsMetrics, record: ContainerRecord, s: StatsSample): void {
     count(m.netTxErrors, NL, n.txErrors);
   }
   for (const d of s.blkio) {
-    const DL = { ...L, device: d.device };
+    const DL = derive(L, 'device', d.device);
     count(m.fsReadBytes, DL, d.readBytes);
     count(m.fsWriteBytes, DL, d.writeBytes);
     count(m.fsReads, DL, d.reads);
@@ -375,11 +379,30 @@ function emit(m: StatsMetrics, record: ContainerRecord, s: StatsSample): void {
   m.lastSeen.set(L, s.read);
 }
 
-/** Counters carry the engine's absolute totals: reset each scrape, then set by one increment. */
-function count(c: Counter, labels: Labels, value: number | undefined): void {
-  if (value !== undefined) c.inc(labels, value);
+/** Counters carry the engine's absolute totals, set as they are. */
+function count(c: SeriesMetric, labels: Labels, value: number | undefined): void {
+  if (value !== undefined) c.set(labels, value);
 }
 
-function set(g: Gauge, labels: Labels, value: number | undefined): void {
+function set(g: SeriesMetric, labels: Labels, value: number | undefined): void {
   if (value !== undefined) g.set(labels, value);
+}
+
+/** Label sets made from a container's labels, kept as long as those are (its inventory record's life). */
+const derivedLabels = new WeakMap<Labels, Map<string, Labels>>();
+
+/**
+ * `{ ...L, k: v }`, the same object on every scrape: the exposition caches each label set's text by
+ * its object, so a new one per scrape per interface would be formatted and escaped anew each time.
+ */
+function derive(L: Labels, k: string, v: string, k2?: string, v2?: string): Labels {
+  let byKey = derivedLabels.get(L);
+  if (!byKey) derivedLabels.set(L, (byKey = new Map()));
+  const key = k2 === undefined ? `${k}\u0000${v}` : `${k}\u0000${v}\u0000${k2}\u0000${v2}`;
+  let labels = byKey.get(key);
+  if (!labels) {
+    labels = Object.freeze(k2 === undefined ? { ...L, [k]: v } : { ...L, [k]: v, [k2]: v2 ?? '' });
+    byKey.set(key, labels);
+  }
+  return labels;
 }

@@ -13,7 +13,7 @@ import { arr, obj, str } from '../parse/guards.js';
 /** A container as every collector sees it: its inspect facts plus its Prometheus labels. */
 export interface ContainerRecord extends ContainerInfo {
   /** `id`, `name`, `image` and one `container_label_<key>` per allowlisted key ('' when absent). */
-  promLabels: Record<string, string>;
+  promLabels: Readonly<Record<string, string>>;
   /** `oom` events seen for this container since the exporter started. */
   oomEvents: number;
 }
@@ -329,7 +329,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.pendingOoms.delete(id);
     const record: ContainerRecord = {
       ...info,
-      promLabels: this.promLabelsOf(info),
+      promLabels: this.promLabelsOf(info, previous?.promLabels),
       oomEvents: (previous?.oomEvents ?? 0) + pendingOoms,
     };
     this.records.set(id, record);
@@ -337,10 +337,16 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.safeEmit('upsert', record, previous);
   }
 
-  private promLabelsOf(info: ContainerInfo): Record<string, string> {
+  /**
+   * The container's label set, frozen: the exposition caches a frozen labels object's text without
+   * checking it again. The previous record's object is kept when nothing in it changed (a state
+   * change, say), so that text and the label sets derived from it stay cached.
+   */
+  private promLabelsOf(info: ContainerInfo, previous: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> {
     const labels: Record<string, string> = { id: info.id, name: info.name, image: info.image };
     for (const [key, labelName] of this.allowlist) labels[labelName] = info.labels[key] ?? '';
-    return labels;
+    if (previous && Object.keys(labels).every((k) => previous[k] === labels[k])) return previous;
+    return Object.freeze(labels);
   }
 
   /** Remembers a destroyed id (container ids are never reused), forgetting the oldest beyond a bound. */

@@ -13,7 +13,7 @@ const gzip = promisify(zlib.gzip);
 /** What the web layer serves; it knows nothing of Docker or of how metrics are made. */
 export interface WebHandlers {
   /** The exposition in the asked format. */
-  metrics(format: 'text' | 'openmetrics'): Promise<{ contentType: string; body: string }>;
+  metrics(format: 'text' | 'openmetrics'): Promise<{ contentType: string; body: Buffer | string }>;
   /** Whether the exporter can do its job (the engine answers), with a one-line reason. */
   ready(): Promise<{ ready: boolean; detail: string }>;
 }
@@ -108,7 +108,9 @@ export function createWebApp(opts: WebOptions, handlers: WebHandlers, webConfig?
       if (req.get('accept-encoding') && req.acceptsEncodings('gzip') === 'gzip') {
         res.set('Content-Encoding', 'gzip');
         res.set('Vary', 'Accept-Encoding');
-        res.send(await gzip(body));
+        // The fastest level: Prometheus asks for gzip on every scrape, and at level 6 compressing
+        // 100 containers' 1.9 MB took longer than rendering it; level 1 is ~8 % larger.
+        res.send(await gzip(body, { level: zlib.constants.Z_BEST_SPEED }));
       } else {
         res.send(body);
       }

@@ -1,14 +1,23 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import tls from 'node:tls';
-import bcrypt from 'bcryptjs';
+import type BcryptModule from 'bcryptjs';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import YAML from 'yaml';
+import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
+
+// Loaded on first use: most installations have no web config file, and the YAML parser alone is
+// ~8 MB of the exporter's resident memory (bcryptjs ~2 MB more). Synchronous, as the file is read.
+const requireLazily = createRequire(import.meta.url);
+let yamlModule: typeof YamlModule | undefined;
+let bcryptModule: typeof BcryptModule | undefined;
+const YAML = (): typeof YamlModule => (yamlModule ??= requireLazily('yaml') as typeof YamlModule);
+const bcrypt = (): typeof BcryptModule => (bcryptModule ??= requireLazily('bcryptjs') as typeof BcryptModule);
 
 /**
  * The `--web.config.file` format of the Prometheus exporter-toolkit
@@ -296,7 +305,7 @@ function parseUsers(r: Reader, raw: unknown): Map<string, string> {
 function isBcryptHash(hash: string): boolean {
   if (!/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
   try {
-    const rounds = bcrypt.getRounds(hash);
+    const rounds = bcrypt().getRounds(hash);
     return rounds >= 4 && rounds <= 31;
   } catch {
     return false;
@@ -351,7 +360,7 @@ export function parseWebConfig(text: string, file: string): WebConfig {
   r.hash.update(text);
   let raw: unknown;
   try {
-    raw = YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100 });
+    raw = YAML().parse(text, { uniqueKeys: true, maxAliasCount: 100 });
   } catch (err) {
     // The yaml package appends a source excerpt over several lines; one line is what a log wants.
     r.fail('', `not valid YAML: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
@@ -424,7 +433,7 @@ export function checkClientCert(t: TlsSettings, socket: tls.TLSSocket): string |
 /** Cost of the configured hashes, so that the dummy compare for an unknown user takes as long as a real one. */
 function dummyHash(users: Map<string, string>): string {
   let cost = 10;
-  if (users.size > 0) cost = Math.max(...[...users.values()].map((h) => bcrypt.getRounds(h)));
+  if (users.size > 0) cost = Math.max(...[...users.values()].map((h) => bcrypt().getRounds(h)));
   // Any well-formed hash will do: it only has to cost the same; it can never match (the user is unknown).
   return `$2b$${String(cost).padStart(2, '0')}$${'N9qo8uLOickgx2ZMRZoMye'}${'IjZAgcfl7p92ldGxad68LJZdL17lhWy'}`;
 }
@@ -462,7 +471,7 @@ export class BasicAuth {
     const key = createHash('sha256').update(creds.user).update('\0').update(hash).update('\0').update(creds.password).digest('hex');
     let ok = this.cache.get(key);
     if (ok === undefined) {
-      const match = await bcryptSlot(() => bcrypt.compare(creds.password, hash));
+      const match = await bcryptSlot(() => bcrypt().compare(creds.password, hash));
       ok = known !== undefined && match;
       if (this.cache.size >= AUTH_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(key, ok);

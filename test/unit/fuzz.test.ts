@@ -15,7 +15,8 @@ import { parseDiskUsage } from '../../src/parse/df.js';
 import { parseEvent } from '../../src/parse/event.js';
 import { PayloadError } from '../../src/parse/guards.js';
 import { parseStats } from '../../src/parse/stats.js';
-import { Orchestrator, renderRegistry } from '../../src/orchestrator.js';
+import { renderRegistry } from '../../src/exposition.js';
+import { Orchestrator } from '../../src/orchestrator.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
 
 /**
@@ -464,7 +465,7 @@ describe('label values from containers are escaped correctly in both exposition 
     }
     for (const format of ['text', 'openmetrics'] as const) {
       // What the exporter serves (its own renderer), checked against prom-client's for the same registry.
-      const text = await renderRegistry(registry as unknown as Registry, format);
+      const text = (await renderRegistry(registry as unknown as Registry, format)).toString();
       registry.setContentType(format === 'openmetrics' ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
       expect(text, format).toBe(await registry.metrics());
       if (format === 'openmetrics') expect(text.endsWith('# EOF\n')).toBe(true);
@@ -493,9 +494,9 @@ describe('one registry serving both exposition formats', () => {
       { registry, logger: silent } as unknown as CollectorDeps,
       silent,
     );
-    const text1 = (await orchestrator.render('text')).body;
-    const om = (await orchestrator.render('openmetrics')).body;
-    const text2 = (await orchestrator.render('text')).body;
+    const text1 = (await orchestrator.render('text')).body.toString();
+    const om = (await orchestrator.render('openmetrics')).body.toString();
+    const text2 = (await orchestrator.render('text')).body.toString();
     expect(text1).toMatch(/^escaping_events_total\{name="a\\"b"\} 1$/m);
     // OpenMetrics names the family without the suffix and its samples with it.
     expect(om).toContain('# TYPE escaping_events counter');

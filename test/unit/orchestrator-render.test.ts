@@ -1,6 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { renderRegistry } from '../../src/orchestrator.js';
+import { renderRegistry as renderBuffer } from '../../src/exposition.js';
+
+const renderRegistry = async (...args: Parameters<typeof renderBuffer>): Promise<string> => (await renderBuffer(...args)).toString();
 
 /** A registry with every kind of metric and value the exporter can hold, built the same way twice. */
 function populated(): { registry: Registry; base: Record<string, string> } {

@@ -31,7 +31,7 @@ describe('Orchestrator', () => {
     ];
     const o = new Orchestrator(modules, { engine: true, stats: true, df: true, events: false }, deps(registry), logger);
     expect(o.names).toEqual(['engine', 'stats', 'df']);
-    const samples = parseMetrics((await o.render('text')).body);
+    const samples = parseMetrics((await o.render('text')).body.toString());
     expect(value(samples, 'test_good')).toBe(1);
     expect(value(samples, 'docker_exporter_collector_success', { collector: 'engine' })).toBe(1);
     expect(value(samples, 'docker_exporter_collector_success', { collector: 'stats' })).toBe(0);
@@ -63,10 +63,10 @@ describe('Orchestrator', () => {
     const texts = await Promise.all(Array.from({ length: 100 }, () => o.render('text')));
     // The first render starts at once; every scrape arriving meanwhile shares the next one.
     expect(updates).toBeLessThanOrEqual(2);
-    expect(new Set(texts.slice(1).map((t) => t.body)).size).toBe(1);
+    expect(new Set(texts.slice(1).map((t) => t.body.toString())).size).toBe(1);
     const om = await o.render('openmetrics');
     expect(om.contentType).toContain('application/openmetrics-text');
-    expect(om.body.trimEnd().endsWith('# EOF')).toBe(true);
+    expect(om.body.toString().trimEnd().endsWith('# EOF')).toBe(true);
     expect((await o.render('text')).contentType).toContain('text/plain');
   });
 });
