@@ -36,6 +36,8 @@ export const engineCollector: CollectorModule = {
     for (const g of scalars) g.remove({});
 
     let infoAt = -Infinity;
+    /** Why the last `GET /info` failed while the engine answered pings (a proxy that refuses it, say). */
+    let infoError: Error | undefined;
     let refreshing: Promise<void> | undefined;
     const forget = (): void => {
       // An engine that is away has no facts: stale ones would read as current.
@@ -48,8 +50,10 @@ export const engineCollector: CollectorModule = {
       try {
         apply(await docker.get('/info', '/info'));
         infoAt = performance.now();
-      } catch {
-        // The next scrape's ping says whether the engine is away; the facts are asked again then.
+        infoError = undefined;
+      } catch (err) {
+        // Asked again on the next scrape; meanwhile the collector reports the failure.
+        infoError = err as Error;
       } finally {
         refreshing = undefined;
       }
@@ -95,6 +99,7 @@ export const engineCollector: CollectorModule = {
         if (performance.now() - infoAt > INFO_MAX_AGE_MS) refreshing ??= refresh();
         // Until the first facts are in, the scrape waits for them; afterwards it never does.
         if (infoAt === -Infinity) await refreshing;
+        if (infoError) throw infoError;
       },
     };
   },

@@ -327,7 +327,7 @@ describe('df collector against the real engine', () => {
   it('a scrape during a slow df run returns in < 100 ms with the previous values; runs never overlap', async () => {
     const proxy = new EngineProxy();
     const host = await proxy.listen();
-    // The engine collector asks /info on every scrape; without it a scrape only reads memory,
+    // The engine collector pings the engine on every scrape; without it a scrape only reads memory,
     // which is what this test is about.
     const exporter = await startWithDf(['--no-collector.engine', '--docker.host', host, '--df.interval', '1s', '--df.timeout', '1m']);
     try {
