@@ -123,7 +123,7 @@ function program(): Command {
     )
     .addOption(flag('--stats.mode <mode>', 'stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', 'poll'))
     .addOption(flag('--stats.interval <duration>', 'poll mode: time between two samples of a container', '15s'))
-    .addOption(flag('--stats.concurrency <n>', 'poll mode: stats requests in flight at once', '8'))
+    .addOption(flag('--stats.concurrency <n>', 'poll mode: stats requests in flight at once; the engine answers each at its next 1-second collection, so a round takes about running containers ÷ n seconds', '32'))
     .addOption(flag('--df.interval <duration>', 'time between two /system/df runs', '5m'))
     .addOption(flag('--df.timeout <duration>', 'give up on a /system/df run after this long', '2m'))
     .addOption(flag('--log.level <level>', 'fatal, error, warn, info, debug (logs every engine API call) or trace', 'info'))

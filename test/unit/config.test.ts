@@ -14,7 +14,7 @@ describe('buildConfig', () => {
       'com.docker.swarm.service.name',
       'com.docker.stack.namespace',
     ]);
-    expect(c.stats).toEqual({ mode: 'poll', intervalMs: 15_000, concurrency: 8 });
+    expect(c.stats).toEqual({ mode: 'poll', intervalMs: 15_000, concurrency: 32 });
     expect(c.df).toEqual({ intervalMs: 300_000, timeoutMs: 120_000 });
     expect(c.log).toEqual({ level: 'info', format: 'json' });
     expect(Object.isFrozen(c) && Object.isFrozen(c.web)).toBe(true);
