@@ -192,8 +192,14 @@ export class StatsCollector implements Collector {
       t.parsed = undefined;
     }
     if (this.streaming) this.openStream(t);
-    // A container that just started gets series now, not one interval later.
-    else void this.sampleOnce(t);
+    // A container that just started gets series now, not one interval later, and ahead of the
+    // round (those found running at the exporter's start wait their turn, or all would go at once).
+    else void this.sampleOnce(t, this.startedWithinInterval(record));
+  }
+
+  private startedWithinInterval(record: ContainerRecord): boolean {
+    const startedAt = record.startedAtSeconds;
+    return startedAt !== undefined && Date.now() / 1000 - startedAt < this.deps.config.stats.intervalMs / 1000;
   }
 
   private untrack(id: string): void {
@@ -310,10 +316,15 @@ export class StatsCollector implements Collector {
   }
 
   /** One one-shot sample of a container, through the concurrency limit; joins one in flight. */
-  private sampleOnce(t: Tracked): Promise<void> {
+  /**
+   * One one-shot sample of a container. `urgent` (it just started) skips the queue of the round:
+   * the engine answers each one-shot request at its next 1-second collection, so at 1,000
+   * containers a round takes half a minute, and a new container behind it would wait that long.
+   */
+  private sampleOnce(t: Tracked, urgent = false): Promise<void> {
     if (t.polling) return t.polling;
     let startedAt = t.startedAt;
-    const run = this.limit(async () => {
+    const sample = async (): Promise<void> => {
       if (this.tracked.get(t.id) !== t || this.stopCtl.signal.aborted) return;
       startedAt = t.startedAt;
       try {
@@ -327,10 +338,11 @@ export class StatsCollector implements Collector {
         if (this.stopCtl.signal.aborted || isNotFound(err)) return;
         this.deps.logger.debug({ collector: 'stats', id: t.id, err: (err as Error).message }, 'stats sample failed');
       }
-    }).finally(() => {
+    };
+    const run = (urgent ? sample() : this.limit(sample)).finally(() => {
       t.polling = undefined;
       // The container restarted while this sample was in flight: the new run deserves one now.
-      if (t.startedAt !== startedAt && this.tracked.get(t.id) === t) void this.sampleOnce(t);
+      if (t.startedAt !== startedAt && this.tracked.get(t.id) === t) void this.sampleOnce(t, true);
     });
     t.polling = run;
     return run;

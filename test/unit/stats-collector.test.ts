@@ -283,6 +283,26 @@ describe('stats collector: poll mode', () => {
     expect(Math.max(...counts)).toBeLessThanOrEqual(Math.ceil(400 / 75) + 1);
   });
 
+  it('samples a container that just started ahead of the round\'s queue; those found running wait their turn', async () => {
+    const r = rig({ intervalMs: 60_000, concurrency: 1 });
+    r.docker.delayMs = 20;
+    const old = [1, 2, 3, 4, 5, 6].map((n) => record(n));
+    for (const c of old) {
+      r.docker.payloads.set(c.id, fixture('v1-busy.json'));
+      r.inventory.records.set(c.id, c);
+    }
+    r.collector.start();
+    await until('the round under way', () => r.docker.getCalls.length >= 1);
+    const fresh = record(7, { startedAtSeconds: Date.now() / 1000 });
+    r.docker.payloads.set(fresh.id, fixture('v1-busy.json'));
+    r.inventory.upsert(fresh);
+    await until('the new container sampled', () => r.docker.getCalls.includes(fresh.id));
+    // Asked at once: at most one old container's request finished meanwhile, the rest still queued.
+    expect(r.docker.getCalls.indexOf(fresh.id)).toBeLessThanOrEqual(2);
+    expect(r.docker.maxInFlight).toBe(2);
+    await until('the round done', () => old.every((c) => r.docker.getCalls.includes(c.id)));
+  });
+
   it('keeps the last good sample over an empty (zero read) one and ignores answers for removed containers', async () => {
     const r = rig({ intervalMs: 40 });
     const c = record(1);
