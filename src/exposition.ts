@@ -2,9 +2,10 @@ import type { Registry } from 'prom-client';
 
 // ---------------------------------------------------------------------------------------------
 // Exposition: the registry as Prometheus text or OpenMetrics, the same text as prom-client's
-// `registry.metrics()` byte for byte, at a fraction of the cost. Measured on a 2-core VM with 100
-// containers (5,000 series, 1.9 MB): prom-client's render took ~60 ms, ours with one joined string
-// ~25 ms, and written straight into a Buffer ~3 ms. What made the difference:
+// `registry.metrics()` byte for byte, at a fraction of the cost. Measured side by side on a 2-core
+// VM against the fake engine with 100 containers (5,000 series, 1.8 MB): the exporter's CPU per
+// scrape went from 41–55 ms (collectors filling prom-client metrics, text joined into a string) to
+// 10–19 ms, and the median scrape from 35–53 ms to 9–19 ms. What made the difference:
 // - each label set's text is made once and reused while the collectors pass the same, unchanged
 //   labels object (a container's `promLabels` live as long as its inventory record), where
 //   prom-client formats and escapes every label of every series on every scrape;
