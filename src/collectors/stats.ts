@@ -315,9 +315,9 @@ export class StatsCollector implements Collector {
     }
   }
 
-  /** One one-shot sample of a container, through the concurrency limit; joins one in flight. */
   /**
-   * One one-shot sample of a container. `urgent` (it just started) skips the queue of the round:
+   * One one-shot sample of a container, through the concurrency limit; joins one in flight.
+   * `urgent` (the container just started) skips the limit's queue, which holds the round:
    * the engine answers each one-shot request at its next 1-second collection, so at 1,000
    * containers a round takes half a minute, and a new container behind it would wait that long.
    */
