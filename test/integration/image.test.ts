@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, TEST_LABEL, TestContainers, waitFor } from '../helpers/docker.js';
 import { findAll, parseMetrics, value, type Sample } from '../helpers/prom.js';
+import { NODE_FLAGS } from '../../bench/lib.js';
 import { REPO_ROOT } from '../helpers/tools.js';
 import { buildExporterImage, EXPORTER_IMAGE } from './image-build.js';
 import { startPrometheus } from './prometheus-server.js';
@@ -56,7 +57,7 @@ describe('the container image, built from the Dockerfile and run least-privilege
     };
     expect(config.User).toBe('65534:65534');
     expect(Object.keys(config.ExposedPorts)).toEqual(['9764/tcp']);
-    expect(config.Entrypoint).toEqual(['node', 'dist/cli.js']);
+    expect(config.Entrypoint).toEqual(['node', NODE_FLAGS, 'dist/cli.js']);
     expect(config.Healthcheck.Test).toEqual(['CMD', 'node', '/app/healthcheck.mjs']);
     // Exactly the lockfile's production dependencies, and no sources.
     const listing = await docker(['run', '--rm', '--entrypoint', 'node', EXPORTER_IMAGE, '-e',

