@@ -172,6 +172,18 @@ async function until(what: string, check: () => boolean, timeoutMs = 3000): Prom
   }
 }
 
+/** A rig following one running container, with that container's first sample (`payload`) in. */
+async function withOneSampled(payload: unknown): Promise<{ r: Rig; c: ContainerRecord }> {
+  const r = rig();
+  const c = record(1);
+  r.docker.payloads.set(c.id, payload);
+  r.collector.start();
+  r.inventory.upsert(c);
+  await until('sample', () => r.docker.getCalls.length === 1);
+  await tick(5);
+  return { r, c };
+}
+
 /** The exposition lines of this collector's series, sorted, for golden comparison. */
 function seriesLines(text: string): string {
   return text
@@ -207,26 +219,14 @@ describe('stats collector: series from samples (golden)', () => {
   });
 
   it('exports CFS throttling only for a container with a CPU quota', async () => {
-    const r = rig();
-    const noQuota = record(1);
-    r.docker.payloads.set(noQuota.id, fixture('v1-limits.json'));
-    r.collector.start();
-    r.inventory.upsert(noQuota);
-    await until('sample', () => r.docker.getCalls.length === 1);
-    await tick(5);
+    const { r, c: noQuota } = await withOneSampled(fixture('v1-limits.json'));
     const text = await r.text();
     expect(text).toContain('container_cpu_usage_seconds_total{');
     expect(text).not.toMatch(/^container_cpu_cfs_/m);
   });
 
   it('sets counters from absolute values: a new sample replaces, never adds', async () => {
-    const r = rig();
-    const c = record(1);
-    r.docker.payloads.set(c.id, fixture('v1-busy.json'));
-    r.collector.start();
-    r.inventory.upsert(c);
-    await until('sample', () => r.docker.getCalls.length === 1);
-    await tick(5);
+    const { r, c } = await withOneSampled(fixture('v1-busy.json'));
     const line = (t: string) => t.split('\n').find((l) => l.startsWith('container_cpu_usage_seconds_total{'));
     const first = line(await r.text());
     expect(line(await r.text())).toBe(first);
@@ -327,13 +327,7 @@ describe('stats collector: poll mode', () => {
   });
 
   it('counts an unusable payload once, not at every scrape', async () => {
-    const r = rig();
-    const c = record(1);
-    r.docker.payloads.set(c.id, ['not', 'stats']);
-    r.collector.start();
-    r.inventory.upsert(c);
-    await until('sample', () => r.docker.getCalls.length === 1);
-    await tick(5);
+    const { r, c } = await withOneSampled(['not', 'stats']);
     await r.text();
     const text = await r.text();
     expect(text).toMatch(/^docker_exporter_parse_errors_total\{source="stats"\} 1$/m);
@@ -341,13 +335,7 @@ describe('stats collector: poll mode', () => {
   });
 
   it('fails while the inventory is not in step with the engine, and still shows the last samples', async () => {
-    const r = rig();
-    const c = record(1);
-    r.docker.payloads.set(c.id, fixture('v1-busy.json'));
-    r.collector.start();
-    r.inventory.upsert(c);
-    await until('sample', () => r.docker.getCalls.length === 1);
-    await tick(5);
+    const { r, c } = await withOneSampled(fixture('v1-busy.json'));
     expect(hasSeriesOf(await r.text(), c.id)).toBe(true);
     r.inventory.current = false;
     r.inventory.lastError = 'events stream down';
