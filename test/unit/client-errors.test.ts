@@ -145,14 +145,15 @@ describe('connection failures say why, once', () => {
     expect(client.unreachableReason).toBeUndefined();
   });
 
-  it('times requests out, tells a timeout from the caller\'s abort, and leaves nothing on the caller\'s signal', async () => {
+  it('times requests out, tells a timeout from the caller\'s abort, and leaves one listener on the caller\'s signal, not one per request', async () => {
     let hang = false;
     const port = await listen(http.createServer((req, res) => (hang && req.url?.includes('_ping') ? undefined : engineAnswer(req, res))));
     const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
     // A long-lived signal, as a collector's stop signal is: many requests must not pile up on it.
     const stop = new AbortController();
     for (let i = 0; i < 50; i++) await client.get('/_ping', '/_ping', { signal: stop.signal });
-    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+    // One listener for the signal, never one per request.
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1);
     // Where AbortSignal.any() would have left one entry per request (Node's internal set).
     const dependants = Object.getOwnPropertySymbols(stop.signal).find((sym) => sym.description === 'kDependantSignals');
     expect(dependants === undefined ? 0 : ((stop.signal as unknown as Record<symbol, Set<unknown> | undefined>)[dependants]?.size ?? 0)).toBe(0);
@@ -165,6 +166,28 @@ describe('connection failures say why, once', () => {
     const err = await pending.then(() => undefined, (e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect(err!.message).not.toContain('timed out');
-    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('aborts every request in flight with its caller, and never warns of a listener leak however many there are', async () => {
+    const held: http.ServerResponse[] = [];
+    const port = await listen(http.createServer((req, res) => (req.url?.includes('/containers/') ? void held.push(res) : engineAnswer(req, res))));
+    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 60_000 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const stop = new AbortController();
+      // More than Node's default of 10 listeners per signal, as --stats.concurrency (32) has in flight.
+      const pending = Array.from({ length: 40 }, (_, i) => client.get('/containers/{id}/stats', `/containers/c${i}/stats`, { signal: stop.signal }).then(() => 'answered', (e: Error) => e.name));
+      while (held.length < 40) await new Promise((r) => setTimeout(r, 10));
+      expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1);
+      stop.abort();
+      expect(await Promise.all(pending)).toEqual(Array(40).fill('AbortError'));
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      for (const res of held) res.destroy();
+    }
   });
 });
