@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 // - each label set's text is made once and reused while the collectors pass the same, unchanged
 //   labels object (a container's `promLabels` live as long as its inventory record), where
 //   prom-client formats and escapes every label of every series on every scrape;
-// - the text goes straight into a Buffer, which is what the socket and gzip take, a line at a time:
+// - the text goes straight into a Buffer, which is what the socket and gzip take, piece by piece:
 //   building a 2 MB string first (from ~30,000 pieces) and encoding it again cost 4–8 times the
 //   writing, mostly in touching fresh memory (see TextWriter);
 // - the per-container families (SeriesMetric below) are keyed by that cached label text, not by

@@ -1,0 +1,71 @@
+/**
+ * What one engine request costs a Node.js client that does nothing else: the floor under the
+ * exporter's own CPU in poll mode. Against the running containers of the engine at DOCKER_HOST (or
+ * /var/run/docker.sock), it measures the process's CPU per request for
+ *   - one-shot stats requests, one per container per interval, 32 at a time (the exporter's poll);
+ *   - inspect requests back to back (the same client kept busy: warm caches).
+ * Run: node --max-semi-space-size=2 --import tsx bench/http-floor.ts [--interval 15s] [--rounds 4]
+ */
+import http from 'node:http';
+import { parseDuration } from '../src/duration.js';
+import { sleep } from './lib.js';
+
+const args = new Map<string, string>();
+for (let i = 2; i + 1 < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1]!);
+const intervalMs = parseDuration(args.get('interval') ?? '15s');
+const rounds = Number(args.get('rounds') ?? 4);
+const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+const agent = new http.Agent({ keepAlive: true, timeout: intervalMs * 2 });
+
+function getJson(path: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString())));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+/** Runs `each` over `ids`, `concurrency` at a time. */
+async function round(ids: string[], concurrency: number, each: (id: string) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) await each(ids[next++]!);
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** CPU milliseconds of this process per request over `fn`, which makes `requests` requests. */
+async function cpuPerRequest(requests: number, fn: () => Promise<void>): Promise<number> {
+  const before = process.cpuUsage();
+  await fn();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000 / requests;
+}
+
+const ids = ((await getJson('/containers/json')) as Array<{ Id: string }>).map((c) => c.Id);
+if (ids.length === 0) throw new Error(`no running containers on ${socketPath}: start some first`);
+const stats = (id: string): Promise<unknown> => getJson(`/containers/${id}/stats?stream=false&one-shot=true`);
+const inspect = (id: string): Promise<unknown> => getJson(`/containers/${id}/json`);
+await round(ids, 32, stats);
+await round(ids, 1, inspect);
+
+const spaced = await cpuPerRequest(ids.length * rounds, async () => {
+  for (let r = 0; r < rounds; r++) {
+    const started = Date.now();
+    await round(ids, 32, stats);
+    await sleep(Math.max(0, intervalMs - (Date.now() - started)));
+  }
+});
+const busy = await cpuPerRequest(ids.length * rounds, async () => {
+  for (let r = 0; r < rounds; r++) await round(ids, 1, inspect);
+});
+const pct = (spaced * ids.length) / intervalMs * 100;
+console.log(`${ids.length} running containers, ${rounds} rounds`);
+console.log(`one-shot stats, one per container every ${intervalMs / 1000} s: ${spaced.toFixed(2)} ms CPU per request = ${pct.toFixed(2)} % of a core`);
+console.log(`inspect, back to back:                         ${busy.toFixed(2)} ms CPU per request`);
+process.exit(0);
