@@ -7,36 +7,25 @@
  * Run: node --max-semi-space-size=2 --import tsx bench/http-floor.ts [--interval 15s] [--rounds 4]
  */
 import http from 'node:http';
+import { parseArgs } from 'node:util';
+import pLimit from 'p-limit';
 import { parseDuration } from '../src/duration.js';
-import { sleep } from './lib.js';
+import { sleep, socketGet } from './lib.js';
 
-const args = new Map<string, string>();
-for (let i = 2; i + 1 < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1]!);
-const intervalMs = parseDuration(args.get('interval') ?? '15s');
-const rounds = Number(args.get('rounds') ?? 4);
+// strict: an unknown flag or a missing value is an error, not silently ignored.
+const { values } = parseArgs({ options: { interval: { type: 'string', default: '15s' }, rounds: { type: 'string', default: '4' } }, strict: true });
+const intervalMs = parseDuration(values.interval);
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds: expected a whole number >= 1, got "${values.rounds}"`);
 const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
 const agent = new http.Agent({ keepAlive: true, timeout: intervalMs * 2 });
 
-function getJson(path: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath, path, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString())));
-        res.on('error', reject);
-      })
-      .on('error', reject);
-  });
-}
+const getJson = async (path: string): Promise<unknown> => JSON.parse((await socketGet(socketPath, path, 30_000, agent)).body);
 
 /** Runs `each` over `ids`, `concurrency` at a time. */
-async function round(ids: string[], concurrency: number, each: (id: string) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < ids.length) await each(ids[next++]!);
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+function round(ids: string[], concurrency: number, each: (id: string) => Promise<unknown>): Promise<unknown> {
+  const limit = pLimit(concurrency);
+  return Promise.all(ids.map((id) => limit(() => each(id))));
 }
 
 /** CPU milliseconds of this process per request over `fn`, which makes `requests` requests. */

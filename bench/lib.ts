@@ -32,9 +32,9 @@ export interface RawResponse {
 }
 
 /** GET over a unix socket, the whole body. */
-export function socketGet(socketPath: string, path: string, timeoutMs = 30_000): Promise<RawResponse> {
+export function socketGet(socketPath: string, path: string, timeoutMs = 30_000, agent?: http.Agent): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ socketPath, path, timeout: timeoutMs }, (res) => {
+    const req = http.get({ socketPath, path, timeout: timeoutMs, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
