@@ -307,6 +307,20 @@ describe('stats collector, poll mode, against the real engine', () => {
     await docker(['rm', '-f', id]);
   });
 
+  it('samples a round of more containers than Node allows listeners per signal, and writes no Node warning', async () => {
+    // 12 requests in flight at once (--stats.concurrency is 32) under one stop signal: a listener
+    // each once printed MaxListenersExceededWarning on stderr, a leak warning to every operator.
+    const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => containers.run(['--name', name(`pmany${i}`)])));
+    await waitFor('series of all 12', async () => {
+      const samples = await scrapeSamples(exporter);
+      return ids.every((id) => seriesOf(samples, id).length > 0);
+    }, INTERVAL_S * 1000 * 2 + 5000, 200);
+    // A full round more, all 12 due together.
+    await sleep(INTERVAL_S * 1000 + 1500);
+    expect(exporter.logs.filter((line) => /Warning/.test(line))).toEqual([]);
+    await docker(['rm', '-f', ...ids]);
+  });
+
   it('stopped containers lose their series; restarted ones get them back at once', async () => {
     const id = await containers.run(['--name', name('pcyc')]);
     await waitFor('series', async () => seriesOf(await scrapeSamples(exporter), id).length > 0, INTERVAL_S * 1000 + 2000, 50);
