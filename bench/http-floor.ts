@@ -10,17 +10,16 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import pLimit from 'p-limit';
 import { parseDuration } from '../src/duration.js';
-import { sleep, socketGet } from './lib.js';
+import { ENGINE_SOCKET, sleep, socketGet } from './lib.js';
 
 // strict: an unknown flag or a missing value is an error, not silently ignored.
 const { values } = parseArgs({ options: { interval: { type: 'string', default: '15s' }, rounds: { type: 'string', default: '4' } }, strict: true });
 const intervalMs = parseDuration(values.interval);
 const rounds = Number(values.rounds);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds: expected a whole number >= 1, got "${values.rounds}"`);
-const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
 const agent = new http.Agent({ keepAlive: true, timeout: intervalMs * 2 });
 
-const getJson = async (path: string): Promise<unknown> => JSON.parse((await socketGet(socketPath, path, 30_000, agent)).body);
+const getJson = async (path: string): Promise<unknown> => JSON.parse((await socketGet(ENGINE_SOCKET, path, 30_000, agent)).body);
 
 /** Runs `each` over `ids`, `concurrency` at a time. */
 function round(ids: string[], concurrency: number, each: (id: string) => Promise<unknown>): Promise<unknown> {
@@ -37,7 +36,7 @@ async function cpuPerRequest(requests: number, fn: () => Promise<void>): Promise
 }
 
 const ids = ((await getJson('/containers/json')) as Array<{ Id: string }>).map((c) => c.Id);
-if (ids.length === 0) throw new Error(`no running containers on ${socketPath}: start some first`);
+if (ids.length === 0) throw new Error(`no running containers on ${ENGINE_SOCKET}: start some first`);
 const stats = (id: string): Promise<unknown> => getJson(`/containers/${id}/stats?stream=false&one-shot=true`);
 const inspect = (id: string): Promise<unknown> => getJson(`/containers/${id}/json`);
 await round(ids, 32, stats);

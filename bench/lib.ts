@@ -14,6 +14,9 @@ export const BENCH_IMAGE = process.env.TEST_IMAGE ?? 'docker-exporter-test/busyb
 /** The label every test object carries, so leftovers of any run can be found. */
 export const TEST_LABEL = 'docker-exporter-test=1';
 
+/** The real engine's socket: DOCKER_HOST's path when it is a unix:// address, else Docker's default. */
+export const ENGINE_SOCKET = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+
 /** Runs the docker CLI; resolves with trimmed stdout, rejects with its stderr. */
 export async function docker(args: string[], timeoutMs = 120_000): Promise<string> {
   try {

@@ -7,9 +7,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BENCH_IMAGE, docker, REPO_ROOT, sleep, socketGet, socketLines, TEST_LABEL } from './lib.js';
+import { BENCH_IMAGE, docker, ENGINE_SOCKET, REPO_ROOT, sleep, socketGet, socketLines, TEST_LABEL } from './lib.js';
 
-const SOCKET = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
 const OUT = path.join(REPO_ROOT, 'bench/fixtures');
 const BENCH_LABEL = 'docker-exporter-bench=record';
 const NET = 'bench-record-net';
@@ -29,7 +28,7 @@ const TEMPLATES = {
 type Kind = keyof typeof TEMPLATES;
 
 async function getJson(p: string): Promise<unknown> {
-  const res = await socketGet(SOCKET, p);
+  const res = await socketGet(ENGINE_SOCKET, p);
   if (res.status !== 200) throw new Error(`GET ${p}: HTTP ${res.status}: ${res.body}`);
   return JSON.parse(res.body);
 }
@@ -59,7 +58,7 @@ async function main(): Promise<void> {
     // Let health checks pass, counters move and the disk writer write.
     await sleep(8000);
 
-    const ping = await socketGet(SOCKET, '/_ping');
+    const ping = await socketGet(ENGINE_SOCKET, '/_ping');
     write('ping.json', { status: ping.status, headers: pick(ping.headers, ['api-version', 'builder-version', 'cache-control', 'docker-experimental', 'ostype', 'pragma', 'server', 'content-type']), body: ping.body });
     const version = (await getJson('/version')) as { ApiVersion: string };
     write('version.json', version);
@@ -76,7 +75,7 @@ async function main(): Promise<void> {
       stats.oneShot = await getJson(`${v}/containers/${id}/stats?stream=false&one-shot=true`);
       stats.noStream = await getJson(`${v}/containers/${id}/stats?stream=false`);
       if (kind !== 'exited') {
-        const frames = await socketLines(SOCKET, `${v}/containers/${id}/stats?stream=true`, 3, 5000);
+        const frames = await socketLines(ENGINE_SOCKET, `${v}/containers/${id}/stats?stream=true`, 3, 5000);
         stats.stream = frames.lines.map((l) => JSON.parse(l) as unknown);
         stats.streamHeaders = pick(frames.headers, ['content-type', 'transfer-encoding']);
       }
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
     await docker(['rm', '-f', probe]);
     await sleep(300);
     const until = (Date.now() / 1000).toFixed(3);
-    const events = await socketLines(SOCKET, `${v}/events?since=${since}&until=${until}&filters=${encodeURIComponent(JSON.stringify({ container: [probe] }))}`, 1000, 5000);
+    const events = await socketLines(ENGINE_SOCKET, `${v}/events?since=${since}&until=${until}&filters=${encodeURIComponent(JSON.stringify({ container: [probe] }))}`, 1000, 5000);
     write('events.ndjson', events.lines.join('\n') + '\n');
     write('events-headers.json', pick(events.headers, ['content-type', 'transfer-encoding']));
 

@@ -175,19 +175,23 @@ export function explainConnectionError(err: Error & { code?: string; statusCode?
  */
 const inFlight = new WeakMap<AbortSignal, Set<AbortController>>();
 
+/** The set of requests in flight under `caller`, made with the one listener that aborts them. */
+function inFlightUnder(caller: AbortSignal): Set<AbortController> {
+  const known = inFlight.get(caller);
+  if (known) return known;
+  const requests = new Set<AbortController>();
+  caller.addEventListener('abort', () => {
+    for (const c of requests) c.abort(caller.reason);
+    requests.clear();
+  }, { once: true });
+  inFlight.set(caller, requests);
+  return requests;
+}
+
 function followCaller(caller: AbortSignal, own: AbortController): () => void {
-  let requests = inFlight.get(caller);
-  if (!requests) {
-    const set = new Set<AbortController>();
-    inFlight.set(caller, (requests = set));
-    caller.addEventListener('abort', () => {
-      for (const c of set) c.abort(caller.reason);
-      set.clear();
-    }, { once: true });
-  }
-  const set = requests;
-  set.add(own);
-  return () => void set.delete(own);
+  const requests = inFlightUnder(caller);
+  requests.add(own);
+  return () => void requests.delete(own);
 }
 
 /**
