@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { COLLECTOR_NAMES, type CollectorName } from './collectors/collector.js';
 import { parseDuration } from './duration.js';
+import { parseSize } from './size.js';
 import { VERSION } from './version.js';
 
 export type StatsMode = 'stream' | 'poll';
@@ -25,6 +26,8 @@ export interface Config {
     tlsVerify: boolean;
     certPath: string;
     timeoutMs: number;
+    /** Largest non-stream reply read from the engine; a larger one fails its request. */
+    maxResponseBytes: number;
   };
   collectors: Record<CollectorName, boolean>;
   container: {
@@ -64,6 +67,20 @@ export const DEFAULT_LABEL_ALLOWLIST = [
 ];
 
 const ENV_PREFIX = 'DOCKER_EXPORTER_';
+
+/**
+ * Room for `/system/df` of a big host: in the recorded payloads (bench/fixtures/system-df.json) a
+ * container takes ~1.1 KiB (say 2 with many labels), an image ~0.35 KiB, a volume or build-cache
+ * record ~0.3 KiB, so 64 MiB holds e.g. 10,000 containers, 30,000 images and 60,000 cache records.
+ * A 400 MiB reply read without bound took the exporter to 1.7 GB, and kept it there.
+ */
+export const DEFAULT_MAX_RESPONSE_SIZE = '64MiB';
+
+/** The longest delay a Node.js timer holds (2^31 - 1 ms, ~24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Paths the web server serves itself, which the telemetry path must not shadow. */
+const RESERVED_PATHS = ['/', '/healthz', '/readyz'];
 
 /** `web.listen-address` → `DOCKER_EXPORTER_WEB_LISTEN_ADDRESS`. */
 export function envName(flag: string): string {
@@ -108,7 +125,8 @@ function program(): Command {
     .addOption(flag('--docker.host <url>', 'engine address: unix:///path or tcp://host:port (default $DOCKER_HOST, else unix:///var/run/docker.sock)'))
     .addOption(flag('--docker.tls-verify [bool]', 'use TLS and verify the engine (default: $DOCKER_TLS_VERIFY set)'))
     .addOption(flag('--docker.cert-path <dir>', 'folder holding ca.pem, cert.pem and key.pem (default $DOCKER_CERT_PATH, else ~/.docker)'))
-    .addOption(flag('--docker.timeout <duration>', 'timeout of ordinary engine requests (never applied to streams)', '10s'));
+    .addOption(flag('--docker.timeout <duration>', 'deadline of every engine request, from connecting to the last byte of its reply; for a stream, until its headers', '10s'))
+    .addOption(flag('--docker.max-response-size <size>', 'largest reply to a non-stream engine request (e.g. 64MiB); a larger one fails that request and is not kept', DEFAULT_MAX_RESPONSE_SIZE));
   for (const name of COLLECTOR_NAMES) {
     cmd.addOption(flag(`--collector.${name} [bool]`, `enable the ${name} collector: ${COLLECTOR_HELP[name]} (default ${DEFAULT_COLLECTORS[name]})`));
     cmd.addOption(new Option(`--no-collector.${name}`, `disable the ${name} collector`));
@@ -163,10 +181,38 @@ function durationOf(flagName: string, value: string): number {
   try {
     const ms = parseDuration(value);
     if (ms <= 0) throw new Error(`duration must be greater than zero, got "${value}"`);
+    // Node turns a longer timer into a 1 ms one: --df.interval=30d ran df 537 times in 10 s.
+    if (ms > MAX_TIMER_MS) throw new Error(`"${value}" is longer than the ${MAX_TIMER_MS} ms (about 24.8 days) a timer can hold`);
     return ms;
   } catch (err) {
     throw new ConfigError(`--${flagName}: ${(err as Error).message}`);
   }
+}
+
+function sizeOf(flagName: string, value: string): number {
+  try {
+    const bytes = parseSize(value);
+    if (bytes < 1024) throw new Error(`"${value}" is below the 1 KiB that the smallest engine reply needs`);
+    // Node's Buffer cannot hold more, and a reply that large is no engine's.
+    if (bytes > 2 ** 31) throw new Error(`"${value}" is above the 2 GiB a reply can be read into`);
+    return bytes;
+  } catch (err) {
+    throw new ConfigError(`--${flagName}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The telemetry path is a literal path: the web framework would read `:x` or `(.*)` in it as a route
+ * pattern (`/:x` served metrics on every path; `/(.*)` made it exit), so only the characters of a
+ * plain path segment are let through.
+ */
+function telemetryPathOf(value: string): string {
+  if (!value.startsWith('/')) throw new ConfigError(`--web.telemetry-path: "${value}" must start with /`);
+  if (RESERVED_PATHS.includes(value)) throw new ConfigError(`--web.telemetry-path: "${value}" is served by the exporter itself (${RESERVED_PATHS.join(', ')}): choose another path`);
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/?$/.test(value)) {
+    throw new ConfigError(`--web.telemetry-path: "${value}" is not a plain path: use letters, digits and . _ ~ - between single slashes (e.g. /metrics)`);
+  }
+  return value;
 }
 
 function regexOf(flagName: string, value: string | undefined): RegExp | undefined {
@@ -265,10 +311,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     throw new ConfigError(`--stats.concurrency: "${str('stats.concurrency')}" is not a whole number from 1 to 1000`);
   }
 
-  const telemetryPath = str('web.telemetry-path') ?? '/metrics';
-  if (!telemetryPath.startsWith('/') || telemetryPath === '/') {
-    throw new ConfigError(`--web.telemetry-path: "${telemetryPath}" must start with / and not be / itself`);
-  }
+  const telemetryPath = telemetryPathOf(str('web.telemetry-path') ?? '/metrics');
 
   const tlsRaw = raw('docker.tls-verify') ?? (env.DOCKER_TLS_VERIFY ? true : false);
   const allowlist = (str('container.label-allowlist') ?? '')
@@ -287,6 +330,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       tlsVerify: parseBool('docker.tls-verify', tlsRaw),
       certPath: str('docker.cert-path') ?? (env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker')),
       timeoutMs: durationOf('docker.timeout', str('docker.timeout') ?? '10s'),
+      maxResponseBytes: sizeOf('docker.max-response-size', str('docker.max-response-size') ?? DEFAULT_MAX_RESPONSE_SIZE),
     },
     collectors,
     container: {

@@ -26,12 +26,53 @@ export type Route =
   | '/events'
   | '/system/df';
 
+/**
+ * What the client knows of each route's reply: whether its body is JSON (all but `/_ping`, which
+ * answers "OK"), and the `source` under which a body that is not counts as a parse error.
+ */
+const ROUTES: Record<Route, { json: boolean; source: string }> = {
+  '/_ping': { json: false, source: 'ping' },
+  '/version': { json: true, source: 'version' },
+  '/info': { json: true, source: 'info' },
+  '/containers/json': { json: true, source: 'containers' },
+  '/containers/{id}/json': { json: true, source: 'inspect' },
+  '/containers/{id}/stats': { json: true, source: 'stats' },
+  '/events': { json: true, source: 'events' },
+  '/system/df': { json: true, source: 'df' },
+};
+
 /** An error answer from the engine (HTTP status >= 400). */
 export class EngineError extends Error {
   override name = 'EngineError';
   constructor(
     message: string,
     readonly statusCode: number,
+    readonly route: Route,
+  ) {
+    super(message);
+  }
+}
+
+/** A request that did not end within its deadline: no answer, or an answer that never finished. */
+export class EngineTimeout extends Error {
+  override name = 'EngineTimeout';
+  constructor(
+    readonly route: Route,
+    readonly timeoutMs: number,
+  ) {
+    super(`${route}: timed out after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * A reply that cannot be used: cut off before its end (the connection closed mid-body: a proxy's
+ * timeout, an engine crash), larger than --docker.max-response-size, or not JSON where JSON is due.
+ */
+export class EngineReplyError extends Error {
+  override name = 'EngineReplyError';
+  constructor(
+    message: string,
+    readonly kind: 'truncated' | 'too-large' | 'malformed',
     readonly route: Route,
   ) {
     super(message);
@@ -58,7 +99,7 @@ interface RequestOptions {
   query?: Record<string, unknown>;
   /** Abort the request (and, for streams, the stream). */
   signal?: AbortSignal;
-  /** Overrides --docker.timeout for this request. Streams never time out. */
+  /** Overrides --docker.timeout for this request; for a stream, the time its headers may take. */
   timeoutMs?: number;
 }
 
@@ -188,6 +229,12 @@ function inFlightUnder(caller: AbortSignal): Set<AbortController> {
   return requests;
 }
 
+/**
+ * Makes `own` abort with `caller`, until the returned function is called. Not AbortSignal.any():
+ * any() leaves an entry in a long-lived caller signal (a collector's stop signal) for every request
+ * it is given, which Node never prunes (https://github.com/nodejs/node/issues/55351): about 60 bytes
+ * per engine request, for as long as the exporter runs.
+ */
 function followCaller(caller: AbortSignal, own: AbortController): () => void {
   const requests = inFlightUnder(caller);
   requests.add(own);
@@ -195,31 +242,65 @@ function followCaller(caller: AbortSignal, own: AbortController): () => void {
 }
 
 /**
- * The signal of one request: the caller's, with the timeout added. Not AbortSignal.any() nor
- * AbortSignal.timeout(): any() leaves an entry in a long-lived caller signal (a collector's stop
- * signal) for every request it is given, which Node never prunes
- * (https://github.com/nodejs/node/issues/55351): about 60 bytes per engine request, for as long as
- * the exporter runs. Here the request joins its caller's set (above) and leaves it in `done()`.
+ * Every status code, marked "fine" for docker-modem: it then hands over the response as it stands
+ * and this client reads the body itself, bounded in time and size. docker-modem's own reading of a
+ * body (ok or error) buffers it without bound and never calls back when the body is cut off, not
+ * even after the request is aborted: one truncated reply hung its caller for good.
  */
-function requestSignal(caller: AbortSignal | undefined, timeoutMs: number | undefined): { signal: AbortSignal | undefined; timedOut: () => boolean; done: () => void } {
-  if (!timeoutMs) return { signal: caller, timedOut: () => false, done: () => {} };
-  const own = new AbortController();
-  let expired = false;
-  const timer = setTimeout(() => {
-    expired = true;
-    own.abort(new DOMException(`timed out after ${timeoutMs} ms`, 'TimeoutError'));
-  }, timeoutMs);
-  let leave = (): void => {};
-  if (caller?.aborted) own.abort(caller.reason);
-  else if (caller) leave = followCaller(caller, own);
-  return {
-    signal: own.signal,
-    timedOut: () => expired,
-    done: () => {
-      clearTimeout(timer);
-      leave();
-    },
-  };
+const EVERY_STATUS: Record<number, true> = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [i + 100, true]));
+
+/**
+ * Reads a whole reply body, failing as soon as it passes `limit` bytes (announced or sent) or when
+ * the connection ends before the body does. The caller's deadline covers the time it takes.
+ */
+function readBody(res: IncomingMessage, limit: number, route: Route): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const announced = Number(res.headers['content-length']);
+    if (announced > limit) {
+      reject(new EngineReplyError(`${route}: the reply is ${announced} bytes, over the ${limit} of --docker.max-response-size`, 'too-large', route));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const fail = (err: Error): void => {
+      if (done) return;
+      done = true;
+      chunks.length = 0;
+      reject(err);
+    };
+    res.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        fail(new EngineReplyError(`${route}: the reply passed the ${limit} bytes of --docker.max-response-size`, 'too-large', route));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    const cut = (): void => fail(new EngineReplyError(`${route}: the connection closed after ${size} bytes of the reply, before its end`, 'truncated', route));
+    res.on('error', cut);
+    // 'close' without 'end': the socket went away mid-body (Node emits 'aborted' or an error, or
+    // neither, depending on when it happened).
+    res.on('close', () => setImmediate(() => { if (!done) cut(); }));
+  });
+}
+
+/** The message of an engine error answer: its JSON `message`, else the start of its text. */
+function errorMessage(body: Buffer): string {
+  const text = body.toString('utf8', 0, Math.min(body.length, 4096));
+  try {
+    const m = (JSON.parse(text) as { message?: unknown }).message;
+    if (typeof m === 'string') return m;
+  } catch {
+    // Not JSON: the text itself says it.
+  }
+  return text.trim().slice(0, 300) || 'no message';
 }
 
 /**
@@ -318,54 +399,135 @@ export class DockerClient {
   }
 
   private async dial(route: Route, path: string, isStream: boolean, opts: RequestOptions): Promise<unknown> {
-    const modem = await this.connect();
+    const timeoutMs = opts.timeoutMs ?? this.config.timeoutMs;
+    const started = performance.now();
+    // Negotiation is shared by whoever asks while it runs, and bounded by --docker.timeout; a
+    // caller with a shorter deadline (a scrape's ping) does not wait past its own.
+    const modem = this.modem ?? (timeoutMs < this.config.timeoutMs ? await within(this.connect(), timeoutMs, route) : await this.connect());
     try {
-      return await this.raw(modem, route, path, isStream, opts);
+      return await this.raw(modem, route, path, isStream, opts, timeoutMs, Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))));
     } catch (err) {
-      if (!(err instanceof EngineError)) this.reset();
+      if (!(err instanceof EngineError) && !(err instanceof EngineReplyError && err.kind !== 'truncated')) this.reset();
       throw err;
     }
   }
 
-  private raw(modem: Modem, route: Route, path: string, isStream: boolean, opts: RequestOptions): Promise<unknown> {
+  /**
+   * One request that always ends: within `leftMs` (what remains of `timeoutMs`) from now, however the engine behaves (never
+   * answers, stops mid-body, never ends), its promise settles and its socket is destroyed. For a
+   * stream the deadline covers the wait for its headers; the stream then lasts until the caller's
+   * signal aborts or the engine ends it.
+   */
+  private raw(modem: Modem, route: Route, path: string, isStream: boolean, opts: RequestOptions, timeoutMs = opts.timeoutMs ?? this.config.timeoutMs, leftMs = timeoutMs): Promise<unknown> {
     const started = performance.now();
     this.metrics.dockerRequests.inc({ endpoint: route });
-    const timeoutMs = isStream ? undefined : (opts.timeoutMs ?? this.config.timeoutMs);
-    const { signal, timedOut, done } = requestSignal(opts.signal, timeoutMs);
+    const own = new AbortController();
+    const caller = opts.signal;
+    const leave = caller && !caller.aborted ? followCaller(caller, own) : () => {};
     return new Promise((resolve, reject) => {
+      let settled = false;
+      let response: IncomingMessage | undefined;
+      const ms = (): number => Math.round((performance.now() - started) * 10) / 10;
+      const fail = (err: Error & { statusCode?: number; code?: string; json?: { message?: string } }): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // Frees the socket and whatever of the body was buffered, whoever still holds the request.
+        own.abort(err);
+        response?.destroy();
+        leave();
+        if (caller?.aborted) {
+          reject(caller.reason instanceof Error ? caller.reason : err);
+          return;
+        }
+        this.metrics.dockerRequestFailures.inc({ endpoint: route });
+        let error: Error = err;
+        const why = err instanceof EngineTimeout || err instanceof EngineReplyError ? undefined : explainConnectionError(err, this.config, this.hasClientCert);
+        if (why) {
+          // An HTTP answer can say the connection is wrong too (plain HTTP sent to the TLS port).
+          error = err instanceof EngineError
+            ? new EngineError(`${route}: HTTP ${err.statusCode}: ${why}`, err.statusCode, route)
+            : Object.assign(new Error(`${route}: ${why}`, { cause: err }), { code: err.code });
+          this.noteDown(why);
+        }
+        this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 0, ms: ms(), err: error.message }, 'engine request failed');
+        reject(error);
+      };
+      const succeed = (value: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (!isStream) leave();
+        this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 200, ms: ms() }, 'engine request');
+        this.noteUp();
+        resolve(value);
+      };
+      const timer = setTimeout(() => fail(new EngineTimeout(route, timeoutMs)), leftMs);
+      own.signal.addEventListener('abort', () => {
+        if (settled) response?.destroy();
+        else fail(new DOMException('the request was aborted', 'AbortError') as Error);
+      }, { once: true });
+      if (caller?.aborted) own.abort(caller.reason);
+      if (settled) return;
       modem.dial(
         {
           path: path + (opts.query ? '?' : ''),
           method: 'GET',
           options: opts.query ? { ...opts.query } : undefined,
-          isStream,
-          abortSignal: signal,
-          statusCodes: { 200: true, 304: true, 400: 'bad parameter', 403: 'forbidden', 404: 'not found', 409: 'conflict', 500: 'server error', 503: 'unavailable' },
+          // Always as a stream: docker-modem hands over the response at its headers, and the body
+          // is read here (see EVERY_STATUS).
+          isStream: true,
+          abortSignal: own.signal,
+          statusCodes: EVERY_STATUS,
         },
-        (err: (Error & { statusCode?: number; json?: { message?: string } }) | null, result: unknown) => {
-          done();
-          const ms = Math.round((performance.now() - started) * 10) / 10;
-          if (err) {
-            this.metrics.dockerRequestFailures.inc({ endpoint: route });
-            const status = err.statusCode;
-            let error: Error = err;
-            const why = opts.signal?.aborted ? undefined : explainConnectionError(err, this.config, this.hasClientCert);
-            if (status !== undefined) {
-              error = new EngineError(`${route}: HTTP ${status}: ${why ?? err.json?.message ?? err.message}`, status, route);
-            } else if (timedOut() && !opts.signal?.aborted) {
-              error = new Error(`${route}: timed out after ${timeoutMs} ms`);
-            } else if (why) {
-              error = Object.assign(new Error(`${route}: ${why}`, { cause: err }), { code: (err as NodeJS.ErrnoException).code });
-            }
-            if (why) this.noteDown(why);
-            this.logger.debug({ method: 'GET', route, status: status ?? 0, ms, err: error.message }, 'engine request failed');
-            return reject(error);
+        (err: Error | null, result: unknown) => {
+          const res = result as IncomingMessage | null;
+          if (settled) {
+            res?.destroy();
+            return;
           }
-          this.logger.debug({ method: 'GET', route, status: 200, ms }, 'engine request');
-          this.noteUp();
-          resolve(result);
+          if (err || !res) {
+            fail(err ?? new Error('no response'));
+            return;
+          }
+          response = res;
+          const status = res.statusCode ?? 0;
+          if (isStream && status < 400) {
+            res.once('close', leave);
+            succeed(res);
+            return;
+          }
+          readBody(res, this.config.maxResponseBytes, route).then(
+            (body) => {
+              if (status >= 400) {
+                fail(new EngineError(`${route}: HTTP ${status}: ${errorMessage(body)}`, status, route));
+              } else if (!ROUTES[route].json) {
+                succeed(body.toString('utf8'));
+              } else {
+                let value: unknown;
+                try {
+                  value = JSON.parse(body.toString('utf8'));
+                } catch (parseErr) {
+                  this.metrics.parseErrors.inc({ source: ROUTES[route].source });
+                  fail(new EngineReplyError(`${route}: the reply is not JSON (${(parseErr as Error).message}; ${body.length} bytes)`, 'malformed', route));
+                  return;
+                }
+                succeed(value);
+              }
+            },
+            (bodyErr: Error) => fail(bodyErr),
+          );
         },
       );
     });
   }
+}
+
+/** `promise`, or an EngineTimeout once `timeoutMs` has passed (the promise itself goes on). */
+function within<T>(promise: Promise<T>, timeoutMs: number, route: Route): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EngineTimeout(route, timeoutMs)), timeoutMs);
+  });
+  return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }

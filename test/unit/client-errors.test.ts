@@ -56,7 +56,7 @@ async function attempt(host: string, tlsVerify: boolean, certPath: string) {
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
   const registry = new Registry();
-  const client = new DockerClient({ host, tlsVerify, certPath, timeoutMs: 5000 }, createExporterMetrics(registry), logger);
+  const client = new DockerClient({ host, tlsVerify, certPath, timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(registry), logger);
   const errors: string[] = [];
   for (let i = 0; i < 3; i++) {
     try {
@@ -132,7 +132,7 @@ describe('connection failures say why, once', () => {
     const port = await listen(http.createServer((req, res) => (up ? engineAnswer(req, res) : req.socket.destroy())));
     const lines: Array<Record<string, unknown>> = [];
     const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000 }, createExporterMetrics(new Registry()), logger);
+    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(new Registry()), logger);
     await expect(client.get('/_ping', '/_ping')).rejects.toThrow(`the engine at 127.0.0.1:${port} closed the connection`);
     await expect(client.get('/_ping', '/_ping')).rejects.toThrow();
     up = true;
@@ -148,7 +148,7 @@ describe('connection failures say why, once', () => {
   it('times requests out, tells a timeout from the caller\'s abort, and leaves one listener on the caller\'s signal, not one per request', async () => {
     let hang = false;
     const port = await listen(http.createServer((req, res) => (hang && req.url?.includes('_ping') ? undefined : engineAnswer(req, res))));
-    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
+    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
     // A long-lived signal, as a collector's stop signal is: many requests must not pile up on it.
     const stop = new AbortController();
     for (let i = 0; i < 50; i++) await client.get('/_ping', '/_ping', { signal: stop.signal });
@@ -171,7 +171,7 @@ describe('connection failures say why, once', () => {
   it('aborts every request in flight with its caller, and never warns of a listener leak however many there are', async () => {
     const held: http.ServerResponse[] = [];
     const port = await listen(http.createServer((req, res) => (req.url?.includes('/containers/') ? void held.push(res) : engineAnswer(req, res))));
-    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 60_000 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
+    const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 60_000, maxResponseBytes: 1 << 20 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
     const warnings: Error[] = [];
     const onWarning = (w: Error): void => void warnings.push(w);
     process.on('warning', onWarning);

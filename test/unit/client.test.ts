@@ -17,7 +17,7 @@ describe('API version negotiation', () => {
 });
 
 describe('modemOptions', () => {
-  const base = { tlsVerify: false, certPath: '/nonexistent', timeoutMs: 1000 };
+  const base = { tlsVerify: false, certPath: '/nonexistent', timeoutMs: 1000, maxResponseBytes: 1 << 20 };
   it('uses the socket path of unix:// and nothing from the environment', () => {
     const o = modemOptions({ ...base, host: 'unix:///run/docker.sock' }) as Record<string, unknown>;
     expect(o.socketPath).toBe('/run/docker.sock');

@@ -221,7 +221,7 @@ describe('fake engine', () => {
 
   it('is spoken to by the exporter\'s own DockerClient: negotiates 1.41 and reads its stats stream', async () => {
     const registry = new Registry();
-    const client = new DockerClient({ host: `unix://${sock}`, tlsVerify: false, certPath: '', timeoutMs: 5000 }, createExporterMetrics(registry), pino({ level: 'silent' }));
+    const client = new DockerClient({ host: `unix://${sock}`, tlsVerify: false, certPath: '', timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(registry), pino({ level: 'silent' }));
     const info = await client.get<{ Containers: number }>('/info', '/info');
     expect(client.apiVersion).toBe('1.41');
     expect(info.Containers).toBe(engine.ids().length);

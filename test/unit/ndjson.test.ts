@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { readNdjson } from '../../src/docker/ndjson.js';
+import { readNdjson, SKIP_LIMIT_FACTOR } from '../../src/docker/ndjson.js';
 
 /** Feeds `bytes` to the reader in the given chunk sizes and collects what it reads. */
 async function read(bytes: Buffer, chunkSizes: number[], maxLine?: number) {
@@ -68,11 +68,27 @@ describe('readNdjson', () => {
     expect(bad).toEqual(['malformed']);
   });
 
-  it('ends the stream with an error on an oversized line, after the records before it', async () => {
+  it('skips an oversized line, reports it once, and goes on with the records after it', async () => {
+    // An events record over the bound used to end the stream; the reconnect replayed the same
+    // record and ended again, forever.
     const { records, bad, error } = await read(Buffer.from(`{"a":1}\n{"x":"${'y'.repeat(5000)}"}\n{"b":2}\n`), [512], 1024);
+    expect(error).toBeUndefined();
+    expect(records).toEqual([{ a: 1 }, { b: 2 }]);
+    expect(bad).toEqual(['oversized']);
+  });
+
+  it('skips an oversized line that arrives in one chunk with its neighbours', async () => {
+    const { records, bad } = await read(Buffer.from(`{"a":1}\n{"x":"${'y'.repeat(5000)}"}\n{"b":2}\n`), [1 << 20], 1024);
+    expect(records).toEqual([{ a: 1 }, { b: 2 }]);
+    expect(bad).toEqual(['oversized']);
+  });
+
+  it('ends the stream on a line that goes on past the skip limit', async () => {
+    const { records, bad, error } = await read(Buffer.from(`{"a":1}\n${'z'.repeat(1024 * SKIP_LIMIT_FACTOR + 4096)}`), [4096], 1024);
     expect(records).toEqual([{ a: 1 }]);
     expect(bad).toEqual(['oversized']);
     expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain('without ending');
   });
 
   it('rejects when the source fails', async () => {
