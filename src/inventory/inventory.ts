@@ -6,9 +6,9 @@ import { ConfigError, type Config } from '../config.js';
 import { isNotFound, type DockerClient } from '../docker/client.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
-import { parseContainerInspect, type ContainerInfo } from '../parse/container.js';
+import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { baseAction, type EngineEvent } from '../parse/event.js';
-import { arr, obj, str } from '../parse/guards.js';
+import { PayloadError } from '../parse/guards.js';
 
 /** A container as every collector sees it: its inspect facts plus its Prometheus labels. */
 export interface ContainerRecord extends ContainerInfo {
@@ -82,6 +82,13 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   private stopped = false;
   private readonly stopController = new AbortController();
   private lastErrorText: string | undefined;
+  /**
+   * Containers whose last inspect failed or answered garbage, with why: their facts (or, for a new
+   * one, the container itself) may be missing, so the inventory is not current until each is read.
+   */
+  private readonly unread = new Map<string, string>();
+  private unreadTimer: NodeJS.Timeout | undefined;
+  private readonly unreadBackoff: Backoff;
 
   constructor(
     private readonly deps: {
@@ -95,6 +102,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   ) {
     super();
     this.setMaxListeners(50);
+    this.unreadBackoff = deps.backoff?.() ?? new Backoff(500, 30_000);
     const byName = new Map<string, string>();
     this.allowlist = [];
     for (const key of deps.config.container.labelAllowlist) {
@@ -136,6 +144,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopController.abort();
+    clearTimeout(this.unreadTimer);
     for (const timer of this.probeTimers.values()) clearTimeout(timer);
     this.probeTimers.clear();
     await this.stream.stop();
@@ -155,15 +164,23 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     return this.records.size;
   }
 
-  /** True while the events stream is up and a full sync has completed since it (re)connected. */
+  /**
+   * True while the events stream is up, a full sync has completed since it (re)connected, and every
+   * container has been read since it last changed.
+   */
   get current(): boolean {
-    return this.streamUp && this.syncedConnection === this.connection;
+    return this.streamUp && this.syncedConnection === this.connection && this.unread.size === 0;
   }
 
   /** Why the inventory is not current, if it is not. */
   get lastError(): string | undefined {
     if (this.current) return undefined;
-    return this.lastErrorText ?? (this.streamUp ? 'container inventory is synchronising with the engine' : 'not synchronised with the engine yet');
+    if (this.lastErrorText !== undefined) return this.lastErrorText;
+    if (!this.streamUp) return 'not synchronised with the engine yet';
+    if (this.syncedConnection !== this.connection) return 'container inventory is synchronising with the engine';
+    const [id, reason] = this.unread.entries().next().value!;
+    const more = this.unread.size > 1 ? ` (and ${this.unread.size - 1} more)` : '';
+    return `container ${id.slice(0, 12)} could not be read: ${reason}${more}`;
   }
 
   /** Whether a container name is exported under --container.include / --container.exclude. */
@@ -206,24 +223,22 @@ export class Inventory extends EventEmitter<InventoryEvents> {
 
   private async syncOnce(): Promise<boolean> {
     const startedAt = this.version;
-    let listed: unknown[];
+    let listed: ListedContainer[];
     try {
-      listed = arr(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true }, signal: this.stopController.signal })) ?? [];
+      // One entry of the wrong shape fails the whole list rather than being skipped: a container
+      // missing from the list is dropped below, so skipping it would make it vanish (its series
+      // gone, as if removed), while a failed sync keeps the last good inventory and says so.
+      listed = parseContainerList(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true }, signal: this.stopController.signal }));
     } catch (err) {
+      if (err instanceof PayloadError) this.deps.metrics.parseErrors.inc({ source: 'containers' });
       this.lastErrorText = `container list failed: ${(err as Error).message}`;
       this.deps.logger.warn({ err: (err as Error).message }, 'container inventory sync failed');
       return false;
     }
     const ids = new Set<string>();
     const excluded = new Set<string>();
-    for (const item of listed) {
-      const id = str(obj(item)?.Id);
-      if (!id) {
-        this.countBad('list entry without Id');
-        continue;
-      }
+    for (const { id, names } of listed) {
       // Names also holds link aliases (/other/alias); the container's own name has one slash.
-      const names = (arr(obj(item)?.Names) ?? []).map((n) => str(n) ?? '');
       const own = names.find((n) => /^\/[^/]+$/.test(n)) ?? names[0] ?? '';
       if (this.exported(own.replace(/^\//, ''))) ids.add(id);
       // Unless renamed in (and inspected) since the list was taken.
@@ -234,7 +249,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       // A record changed after the list was taken is newer than the list.
       if (!ids.has(record.id) && (this.versions.get(record.id) ?? 0) <= startedAt) this.drop(record.id);
     }
-    await Promise.all([...ids].map((id) => this.refresh(id)));
+    // Unread containers the list leaves out are read too: gone (404) or excluded, they are dropped.
+    await Promise.all([...new Set([...ids, ...this.unread.keys()])].map((id) => this.refresh(id)));
     return true;
   }
 
@@ -304,9 +320,11 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     try {
       payload = await this.deps.docker.get<unknown>('/containers/{id}/json', `/containers/${id}/json`, { signal: this.stopController.signal });
     } catch (err) {
+      if (this.stopped || this.tombstones.has(id)) return;
       // Gone between list (or event) and inspect: simply not there any more.
       if (isNotFound(err)) this.drop(id);
-      else this.deps.logger.debug({ id, err: (err as Error).message }, 'container inspect failed');
+      // The client counted it; what this container is now is unknown.
+      else this.markUnread(id, (err as Error).message);
       return;
     }
     // Destroyed while the answer was on its way: that answer is older than the destroy event.
@@ -314,10 +332,14 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     let info: ContainerInfo;
     try {
       info = parseContainerInspect(payload);
+      // Another container's facts (a proxy that mixed up answers) are not this one's.
+      if (info.id !== id) throw new PayloadError(`inspect answered for ${info.id.slice(0, 12)}`);
     } catch (err) {
-      this.countBad((err as Error).message);
+      if (err instanceof PayloadError) this.deps.metrics.parseErrors.inc({ source: 'inspect' });
+      this.markUnread(id, (err as Error).message);
       return;
     }
+    this.markRead(id);
     if (!this.exported(info.name)) {
       this.excluded.add(id);
       this.drop(id);
@@ -365,6 +387,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   }
 
   private drop(id: string): void {
+    this.markRead(id);
     this.pendingOoms.delete(id);
     this.versions.delete(id);
     const record = this.records.get(id);
@@ -382,8 +405,25 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     }
   }
 
-  private countBad(reason: string): void {
-    this.deps.metrics.parseErrors.inc({ source: 'inspect' });
-    this.deps.logger.debug({ reason }, 'unusable container payload skipped');
+  /**
+   * Keeps the container's last good facts (none for a new one), makes the inventory not current and
+   * reads it again with backoff. Logged once per spell of unreadable containers, not per retry.
+   */
+  private markUnread(id: string, reason: string): void {
+    if (this.unread.size === 0) this.deps.logger.warn({ id, err: reason }, 'container could not be read; keeping its last facts and retrying');
+    else this.deps.logger.debug({ id, err: reason }, 'container could not be read');
+    this.unread.set(id, reason);
+    if (this.unreadTimer || this.stopped) return;
+    this.unreadTimer = setTimeout(() => {
+      this.unreadTimer = undefined;
+      for (const unreadId of this.unread.keys()) void this.refresh(unreadId);
+    }, this.unreadBackoff.next());
+  }
+
+  /** The container was read (or is gone): its facts are current again. */
+  private markRead(id: string): void {
+    if (!this.unread.delete(id) || this.unread.size > 0) return;
+    this.unreadBackoff.reset();
+    this.deps.logger.info('every container read again (or gone); the inventory is no longer held back');
   }
 }

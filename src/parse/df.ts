@@ -1,4 +1,4 @@
-import { arr, bool, num, obj, PayloadError, str, type Json } from './guards.js';
+import { arr, bool, num, obj, PayloadError, str, typeName, type Json } from './guards.js';
 
 /** The rows of `docker system df`, as the `kind` label spells them. */
 export const DISK_USAGE_KINDS = ['images', 'containers', 'volumes', 'build_cache'] as const;
@@ -67,7 +67,7 @@ const ACTIVE_STATES = new Set(['running', 'paused', 'restarting']);
  */
 export function parseDiskUsage(payload: unknown): DiskUsage {
   const p = obj(payload);
-  if (!p) throw new PayloadError('system df payload is not an object');
+  if (!p || payload instanceof Uint8Array) throw new PayloadError(`system df payload is ${typeName(payload)}, not an object`);
   const modern = DISK_USAGE_KINDS.some((k) => p[USAGE_KEYS[k]] !== undefined && p[USAGE_KEYS[k]] !== null);
   const classic = 'LayersSize' in p || DISK_USAGE_KINDS.some((k) => LEGACY_KEYS[k] in p);
   if (!modern && !classic) throw new PayloadError('system df payload has neither the classic nor the API 1.52 members');

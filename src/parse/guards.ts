@@ -34,3 +34,22 @@ export function stringMap(value: unknown): Record<string, string> {
 export class PayloadError extends Error {
   override name = 'PayloadError';
 }
+
+/** A value's JSON type for messages ('null', 'array', 'bytes' for a body the client left unparsed, …). */
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (value instanceof Uint8Array) return 'bytes';
+  return typeof value;
+}
+
+/**
+ * A member that may be missing: undefined when absent or null (Go's nil), else `read(value)`. A
+ * value `read` refuses is of the wrong type, not missing: PayloadError naming `what`.
+ */
+export function optional<T>(value: unknown, read: (v: unknown) => T | undefined, what: string): T | undefined {
+  if (value === undefined || value === null) return undefined;
+  const v = read(value);
+  if (v === undefined) throw new PayloadError(`${what} is of the wrong type (${typeName(value)})`);
+  return v;
+}

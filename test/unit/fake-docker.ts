@@ -48,6 +48,12 @@ export class FakeEngine {
   failLists = 0;
   /** Called before an inspect answers: tests hold an answer back to reorder it with events. */
   beforeInspect: (id: string) => Promise<void> | void = () => undefined;
+  /** Payloads that answer the next container lists, in order, instead of the list (an engine sending garbage). */
+  listReplies: unknown[] = [];
+  /** Per container: payloads that answer its next inspects, in order, instead of its inspect payload (an Error is thrown). */
+  readonly inspectReplies = new Map<string, unknown[]>();
+  /** Called before a container list answers: tests hold a list back. */
+  beforeList: () => Promise<void> | void = () => undefined;
   private clock = 1_700_000_000_000_000_000n;
 
   /** Cast to the type the code under test takes. */
@@ -66,6 +72,9 @@ export class FakeEngine {
         this.failLists--;
         throw new Error('connect ECONNREFUSED /var/run/docker.sock');
       }
+      const reply = this.listReplies.length > 0 ? { payload: this.listReplies.shift() } : undefined;
+      await this.beforeList();
+      if (reply) return reply.payload as T;
       return [...this.containers.entries()].map(([id, c]) => ({ Id: id, Names: [c.Name] })) as T;
     }
     const id = /^\/containers\/([^/]+)\/json$/.exec(path)?.[1];
@@ -73,8 +82,12 @@ export class FakeEngine {
     this.inspects.push(id);
     // The engine reads the container now; the answer may reach the client later.
     const payload = this.containers.get(id);
+    const replies = this.inspectReplies.get(id);
+    const reply = replies?.length ? { payload: replies.shift() } : undefined;
     const answer = payload ? structuredClone(payload) : undefined;
     await this.beforeInspect(id);
+    if (reply?.payload instanceof Error) throw reply.payload;
+    if (reply) return reply.payload as T;
     if (!answer) throw new EngineError(`/containers/{id}/json: HTTP 404: No such container: ${id}`, 404, '/containers/{id}/json');
     return answer as T;
   }

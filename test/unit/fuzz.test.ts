@@ -367,14 +367,15 @@ describe('bad records are counted in docker_exporter_parse_errors_total', () => 
     await stream.stop();
   });
 
-  it('inventory: list entries without Id and inspect payloads without a usable Id', async () => {
+  it('inventory: a list with entries without a usable Id fails whole; inspect payloads without a usable Id are counted', async () => {
     const registry = new Registry();
     const metrics = createExporterMetrics(registry);
     const goodInspect = jsonFixtures('inspect')[0] as Record<string, any>;
     const ids = ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)];
+    let list: unknown = [{ Id: ids[0], Names: ['/one'] }, { Names: ['/no-id'] }, { Id: 5 }, 'junk', { Id: ids[1], Names: 'not-a-list' }, { Id: ids[2], Names: ['/three'] }];
     const docker = fakeDocker({
       get: (p) => {
-        if (p === '/containers/json') return [{ Id: ids[0], Names: ['/one'] }, { Names: ['/no-id'] }, { Id: 5 }, 'junk', { Id: ids[1], Names: 'not-a-list' }, { Id: ids[2], Names: ['/three'] }];
+        if (p === '/containers/json') return list;
         if (p.includes(ids[0]!)) return { ...goodInspect, Id: ids[0] };
         if (p.includes(ids[1]!)) return { Id: 'short' };
         return '<html>not json</html>';
@@ -382,9 +383,14 @@ describe('bad records are counted in docker_exporter_parse_errors_total', () => 
     });
     const inventory = new Inventory({ config: buildConfig([], {}), docker, logger: silent, metrics });
     await inventory.resync();
+    // Skipping the bad entries would have taken the good ones for the whole truth.
+    expect(inventory.list()).toEqual([]);
+    expect(await counterValue(registry, 'containers')).toBe(1);
+    list = ids.map((Id, i) => ({ Id, Names: [`/c${i}`] }));
+    await inventory.resync();
     expect(inventory.list().map((c) => c.id)).toEqual([ids[0]]);
-    // 3 list entries without a string Id, 2 inspect payloads without a 64-hex Id.
-    expect(await counterValue(registry, 'inspect')).toBe(5);
+    expect(await counterValue(registry, 'inspect')).toBe(2);
+    await inventory.stop();
   });
 
   it('df: a payload of the wrong shape is counted and the last good figures stay', async () => {

@@ -274,16 +274,22 @@ describe('Inventory', () => {
     expect(() => rig(['--container.label-allowlist', 'a.b,a_b'])).toThrow('"a.b" and "a_b" both become the label container_label_a_b');
   });
 
-  it('counts an unusable inspect payload and keeps going', async () => {
+  it('counts an unusable inspect payload and keeps going, not current until the container is read or gone', async () => {
     const engine = new FakeEngine();
     engine.put(hexId(1), 'web');
-    engine.containers.set(hexId(2), { Id: 'not-an-id' });
+    engine.containers.set(hexId(2), { Id: 'not-an-id', Name: '/broken' });
     const { inventory, registry } = rig([], engine);
     inventory.start();
+    // Read again with backoff, each unusable answer counted.
+    await until(() => engine.inspects.filter((id) => id === hexId(2)).length >= 3);
+    expect(names(inventory)).toEqual(['web']);
+    expect(inventory.current).toBe(false);
+    expect(inventory.lastError).toBe('container 000000000000 could not be read: inspect payload without a 64-hex Id');
+    const errors = await registry.getSingleMetric('docker_exporter_parse_errors_total')!.get();
+    expect(errors.values.find((v) => v.labels.source === 'inspect')?.value).toBeGreaterThanOrEqual(3);
+    engine.containers.delete(hexId(2));
     await until(() => inventory.current);
     expect(names(inventory)).toEqual(['web']);
-    const errors = await registry.getSingleMetric('docker_exporter_parse_errors_total')!.get();
-    expect(errors.values.find((v) => v.labels.source === 'inspect')?.value).toBe(1);
   });
 
   it('stays alive when a listener throws', async () => {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseContainerInspect, type ContainerInfo } from '../../src/parse/container.js';
+import { parseContainerInspect, parseContainerList, type ContainerInfo } from '../../src/parse/container.js';
 import { PayloadError } from '../../src/parse/guards.js';
 
 const DIR = new URL('../fixtures/inspect/', import.meta.url);
@@ -96,10 +96,25 @@ describe('parseContainerInspect on unusual payloads', () => {
     expect(parseContainerInspect(withState({ Status: 'running', Health: {} })).health).toBe('none');
   });
 
-  it('survives wrong types and missing sections without inventing values', () => {
-    const c = parseContainerInspect({ Id: base.Id, Name: 5, Config: null, State: 'x', HostConfig: [], RestartCount: '3' });
-    expect(c).toMatchObject({ id: base.Id, name: '', image: '', imageId: '', labels: {}, state: 'created', health: 'none', restartCount: 0, spec: NO_LIMITS });
+  it('takes absent or null members as Go\'s zero values', () => {
+    const c = parseContainerInspect({ Id: base.Id, Name: '/bare', State: {}, Config: null, HostConfig: null, RestartCount: null });
+    expect(c).toMatchObject({ id: base.Id, name: 'bare', image: '', imageId: '', labels: {}, state: 'created', health: 'none', restartCount: 0, exitCode: 0, oomKilled: false, spec: NO_LIMITS });
     expect(c.createdSeconds).toBeUndefined();
+    expect(parseContainerInspect({ ...base, Config: { Image: 'x', Labels: null } }).labels).toEqual({});
+  });
+
+  it('throws PayloadError for a member of the wrong type rather than inventing a value for it', () => {
+    const wrong: Array<Record<string, unknown>> = [
+      { Name: 5 }, { Name: undefined }, { State: undefined }, { State: 'running' }, { State: [] }, { State: null },
+      { State: { ...base.State, Status: 1 } }, { State: { ...base.State, ExitCode: '0' } }, { State: { ...base.State, OOMKilled: 'false' } },
+      { State: { ...base.State, Health: 'healthy' } }, { State: { ...base.State, Health: { Status: 1 } } }, { State: { ...base.State, Health: { FailingStreak: '2' } } },
+      { State: { ...base.State, StartedAt: 1700000000 } }, { Config: 'busybox' }, { Config: [] }, { Config: { ...base.Config, Image: 1 } },
+      { Config: { ...base.Config, Labels: ['a=b'] } }, { HostConfig: [] }, { HostConfig: { Memory: '64m' } }, { HostConfig: { NanoCpus: true } },
+      { RestartCount: '3' }, { Image: {} }, { Created: 0 },
+    ];
+    for (const over of wrong) expect(() => parseContainerInspect({ ...base, ...over }), JSON.stringify(over)).toThrow(PayloadError);
+    expect(() => parseContainerInspect({ ...base, RestartCount: '3' })).toThrow('inspect RestartCount is of the wrong type (string)');
+    expect(() => parseContainerInspect({ ...base, State: 'running' })).toThrow('inspect State is string, not an object');
   });
 
   it('drops labels whose values are not strings', () => {
@@ -107,8 +122,34 @@ describe('parseContainerInspect on unusual payloads', () => {
   });
 
   it('throws PayloadError for a payload that does not identify a container', () => {
-    for (const bad of [null, undefined, 'x', [], {}, { Id: 'short' }, { Id: 'Z'.repeat(64) }, { Id: 42 }]) {
+    for (const bad of [null, undefined, 'x', 7, [], [base], {}, { Id: 'short' }, { Id: 'Z'.repeat(64) }, { Id: 42 }, Buffer.from(JSON.stringify(base))]) {
       expect(() => parseContainerInspect(bad), JSON.stringify(bad)).toThrow(PayloadError);
     }
+  });
+});
+
+describe('parseContainerList', () => {
+  const id = (c: string): string => c.repeat(64);
+
+  it('reads ids and names, a null Names as none', () => {
+    expect(parseContainerList([])).toEqual([]);
+    expect(parseContainerList([{ Id: id('a'), Names: ['/web/db', '/db'], Image: 'x' }, { Id: id('b'), Names: [] }, { Id: id('c'), Names: null }, { Id: id('d') }])).toEqual([
+      { id: id('a'), names: ['/web/db', '/db'] },
+      { id: id('b'), names: [] },
+      { id: id('c'), names: [] },
+      { id: id('d'), names: [] },
+    ]);
+  });
+
+  it('throws PayloadError for anything but an array of entries with a 64-hex Id, one bad entry failing it all', () => {
+    const good = { Id: id('a'), Names: ['/a'] };
+    const bad: unknown[] = [
+      null, undefined, 0, 'x', {}, { 0: good }, Buffer.from('[]'), [good, null], [good, 'junk'], [good, []], [good, {}],
+      [good, { Id: 5 }], [good, { Id: 'short' }], [good, { Id: id('A') }], [good, { Id: '../../info' }], [good, { Id: id('b'), Names: '/b' }],
+      [good, { Id: id('b'), Names: [1] }], [good, { Id: id('b'), Names: {} }],
+    ];
+    for (const list of bad) expect(() => parseContainerList(list), JSON.stringify(list)).toThrow(PayloadError);
+    expect(() => parseContainerList([good, { Names: ['/b'] }])).toThrow('container list entry 1 has no 64-hex Id');
+    expect(() => parseContainerList({ Id: id('a') })).toThrow('container list is object, not an array');
   });
 });

@@ -277,10 +277,15 @@ describe('parseDiskUsage: untrusted input', () => {
     { LayersSize: '1' }, { LayersSize: NaN }, { Images: 'x' }, { Images: {} }, { Images: [1] }, { Containers: [null] },
     { Volumes: [[]] }, { BuildCache: 'none' }, { ImageUsage: 5 }, { ImageUsage: [] }, { ContainerUsage: { Items: {} } },
     { VolumeUsage: { Items: [3] } }, { ImageUsage: { TotalSize: '1' } }, { BuildCacheUsage: { TotalCount: Infinity } },
-    { ImageUsage: { ActiveCount: {} } },
+    { ImageUsage: { ActiveCount: {} } }, Buffer.from('<html>502 Bad Gateway</html>'), Buffer.from('{}'),
   ];
   it.each(bad.map((b) => [JSON.stringify(b) ?? String(b), b]))('%s throws PayloadError', (_, payload) => {
     expect(() => parseDiskUsage(payload)).toThrow(PayloadError);
+  });
+
+  it('names what it got instead of an object', () => {
+    expect(() => parseDiskUsage([])).toThrow('system df payload is array, not an object');
+    expect(() => parseDiskUsage(Buffer.from('{}'))).toThrow('system df payload is bytes, not an object');
   });
 
   /** Replaces one node somewhere in the tree with an odd value. */
