@@ -1,11 +1,13 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CollectorModule } from './collectors/collector.js';
+import { PING_TIMEOUT_MS } from './collectors/engine.js';
 import { COLLECTORS } from './collectors/index.js';
 import type { Config } from './config.js';
 import { DockerClient } from './docker/client.js';
 import { createExporterMetrics } from './exporter-metrics.js';
 import { Inventory } from './inventory/inventory.js';
+import { LoopHealth } from './loop-health.js';
 import { Orchestrator } from './orchestrator.js';
 import { REVISION, VERSION } from './version.js';
 import { startWebServer, type WebServer } from './web/server.js';
@@ -39,15 +41,16 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
 
   const metrics = createExporterMetrics(registry);
   const docker = new DockerClient(config.docker, metrics, logger.child({ component: 'docker' }));
-  const inventory = new Inventory({ config, docker, logger, metrics });
-  const orchestrator = new Orchestrator(modules, config.collectors, { config, docker, inventory, registry, logger, metrics }, logger);
+  const health = new LoopHealth();
+  const inventory = new Inventory({ config, docker, logger, metrics, health });
+  const orchestrator = new Orchestrator(modules, config.collectors, { config, docker, inventory, registry, logger, metrics, health }, logger);
   // The inventory is shared: it runs when any collector that reads containers runs.
   const needsInventory = orchestrator.names.some((n) => n !== 'engine' && n !== 'events');
   let web: WebServer | undefined;
 
   async function ready(): Promise<{ ready: boolean; detail: string }> {
     try {
-      await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(config.docker.timeoutMs, 3000) });
+      await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(config.docker.timeoutMs, PING_TIMEOUT_MS) });
       return { ready: true, detail: `engine API ${docker.apiVersion ?? '?'} at ${config.docker.host}` };
     } catch (err) {
       return { ready: false, detail: `engine at ${config.docker.host} does not answer: ${(err as Error).message}` };
@@ -64,7 +67,7 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
       orchestrator.start();
       web = await startWebServer(
         { ...config.web, version: VERSION, logger },
-        { metrics: (format) => orchestrator.render(format), ready },
+        { metrics: (format) => orchestrator.render(format), ready, live: () => health.report() },
       );
       return { port: web.port };
     },

@@ -1,9 +1,20 @@
 import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Collector, CollectorDeps, CollectorModule } from './collectors/collector.js';
+import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collectors/collector.js';
 import { renderRegistry, type Format } from './exposition.js';
 
 export type { Format } from './exposition.js';
+
+/**
+ * How long a scrape waits for one collector's update. Collectors read state their background loops
+ * keep, so an update takes milliseconds; one that is still busy past this (waiting on a sick engine)
+ * is reported failed for this scrape and goes on in the background, and the scrape answers with
+ * what the registry holds, well inside Prometheus's default 10 s scrape timeout.
+ */
+export const COLLECTOR_BUDGET_MS = 1500;
+
+/** A render (every collector's update, then the exposition) that shows no end for this long is stuck. */
+export const RENDER_BOUND_MS = 30_000;
 
 export interface Rendered {
   contentType: string;
@@ -27,6 +38,8 @@ export class Orchestrator {
   private queue: Promise<unknown> = Promise.resolve();
   /** Last failure message per collector, so a collector failing every scrape logs once, not every time. */
   private readonly lastFailure = new Map<string, string>();
+  /** Updates still running past their budget: the next scrape waits on the same one, never starts a second. */
+  private readonly updating = new Map<string, Promise<RunOutcome | void>>();
 
   constructor(
     modules: readonly CollectorModule[],
@@ -71,15 +84,33 @@ export class Orchestrator {
     const run = this.queue.then(async () => {
       // Later scrapes of this format start a new render: this one's data is now being read.
       this.inFlight.delete(format);
-      await this.updateAll();
-      return {
-        contentType: format === 'openmetrics' ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE,
-        body: await renderRegistry(this.deps.registry, format),
-      };
+      return this.deps.health.run('render', RENDER_BOUND_MS, async () => {
+        await this.updateAll();
+        return {
+          contentType: format === 'openmetrics' ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE,
+          body: await renderRegistry(this.deps.registry, format),
+        };
+      });
     });
     this.inFlight.set(format, run);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** The collector's update, or a failure once it has taken COLLECTOR_BUDGET_MS (the update goes on). */
+  private withinBudget(name: string, collector: Collector): Promise<RunOutcome | void> {
+    let update = this.updating.get(name);
+    if (!update) {
+      update = (async () => collector.update())();
+      this.updating.set(name, update);
+      const forget = (): void => void this.updating.delete(name);
+      update.then(forget, forget);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`still updating after ${COLLECTOR_BUDGET_MS} ms; this scrape went on without it`)), COLLECTOR_BUDGET_MS);
+    });
+    return Promise.race([update, budget]).finally(() => clearTimeout(timer));
   }
 
   private async updateAll(): Promise<void> {
@@ -89,7 +120,7 @@ export class Orchestrator {
         let ok = true;
         let durationSeconds: number | undefined;
         try {
-          const outcome = await collector.update();
+          const outcome = await this.withinBudget(name, collector);
           if (outcome) {
             ok = outcome.success;
             durationSeconds = outcome.durationSeconds;

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { DockerClient } from '../docker/client.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
+import type { LoopHealth } from '../loop-health.js';
 
 /** The collector names, in the order they are listed in `--help` and run at scrape time. */
 export const COLLECTOR_NAMES = ['engine', 'containers', 'stats', 'events', 'df'] as const;
@@ -19,6 +20,8 @@ export interface CollectorDeps {
   logger: Logger;
   /** The exporter's own counters (parse errors, …) shared by all collectors. */
   metrics: ExporterMetrics;
+  /** Where background loops report their passes, for /healthz. */
+  health: LoopHealth;
 }
 
 /**

@@ -103,11 +103,13 @@ class DfCollector implements Collector {
   }
 
   private async run(): Promise<void> {
-    const { config, docker, logger, metrics } = this.deps;
+    const { config, docker, logger, metrics, health } = this.deps;
     const { intervalMs, timeoutMs } = config.df;
     const controller = new AbortController();
     this.inFlight = controller;
     const started = performance.now();
+    // Its two requests end within --df.timeout each; past both, the run is stuck.
+    const pass = health.begin('df run', 2 * timeoutMs);
     let nextDelay = intervalMs;
     try {
       // The query depends on the API version, which the client learns on its first request.
@@ -144,6 +146,7 @@ class DfCollector implements Collector {
       if (!timedOut) nextDelay = Math.min(intervalMs, this.retry.next());
     } finally {
       this.inFlight = undefined;
+      pass.end();
     }
     this.schedule(Math.max(0, nextDelay - (performance.now() - started)));
   }

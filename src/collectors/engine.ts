@@ -1,5 +1,5 @@
 import { Gauge } from 'prom-client';
-import { num, obj, str } from '../parse/guards.js';
+import { num, obj, PayloadError, str, typeName } from '../parse/guards.js';
 import type { CollectorModule } from './collector.js';
 
 const INFO_LABELS = [
@@ -15,6 +15,16 @@ const INFO_LABELS = [
 export const INFO_MAX_AGE_MS = 30_000;
 
 /**
+ * The deadline of a scrape's ping (and of /readyz's), whatever --docker.timeout says: an engine that
+ * cannot answer `/_ping` in a second is down for the scrape, which must answer `docker_up 0` long
+ * before Prometheus gives up on it.
+ */
+export const PING_TIMEOUT_MS = 1000;
+
+/** How long the first scrape waits for the first engine facts; later scrapes never wait for them. */
+const FIRST_INFO_WAIT_MS = 1000;
+
+/**
  * `docker_up` from a `GET /_ping` on every scrape (the engine answers it without work); the engine
  * facts from `GET /info`, refreshed in the background once they are older than INFO_MAX_AGE_MS.
  */
@@ -22,7 +32,7 @@ export const engineCollector: CollectorModule = {
   name: 'engine',
   defaultEnabled: true,
   help: 'engine facts and reachability',
-  create({ registry, docker }) {
+  create({ registry, docker, config, health, metrics }) {
     const registers = [registry];
     const up = new Gauge({ name: 'docker_up', help: 'Whether the Docker Engine answered the last scrape\'s ping (1) or not (0).', registers });
     const info = new Gauge({ name: 'docker_engine_info', help: 'Docker Engine facts (GET /info, at most 30 s old); always 1.', labelNames: INFO_LABELS, registers });
@@ -47,6 +57,7 @@ export const engineCollector: CollectorModule = {
       infoAt = -Infinity;
     };
     const refresh = async (): Promise<void> => {
+      const pass = health.begin('engine-info', 2 * config.docker.timeoutMs);
       try {
         apply(await docker.get('/info', '/info'));
         infoAt = performance.now();
@@ -56,10 +67,17 @@ export const engineCollector: CollectorModule = {
         infoError = err as Error;
       } finally {
         refreshing = undefined;
+        pass.end();
       }
     };
     const apply = (payload: unknown): void => {
-      const i = obj(payload) ?? {};
+      const i = obj(payload);
+      // Not the engine's facts (a proxy's page, a broken engine): a failure that keeps the last good
+      // facts, never an info series with empty labels.
+      if (!i || typeof i.ServerVersion !== 'string') {
+        metrics.parseErrors.inc({ source: 'info' });
+        throw new PayloadError(`GET /info: expected an object with a ServerVersion, got ${i ? 'an object without one' : typeName(payload)}`);
+      }
       info.reset();
       info.set(
         {
@@ -89,7 +107,7 @@ export const engineCollector: CollectorModule = {
     return {
       async update() {
         try {
-          await docker.get('/_ping', '/_ping');
+          await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(PING_TIMEOUT_MS, config.docker.timeoutMs) });
         } catch (err) {
           up.set(0);
           forget();
@@ -97,8 +115,13 @@ export const engineCollector: CollectorModule = {
         }
         up.set(1);
         if (performance.now() - infoAt > INFO_MAX_AGE_MS) refreshing ??= refresh();
-        // Until the first facts are in, the scrape waits for them; afterwards it never does.
-        if (infoAt === -Infinity) await refreshing;
+        // Until the first facts are in, the scrape waits a little for them; afterwards it never does.
+        if (infoAt === -Infinity && refreshing) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([refreshing, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_INFO_WAIT_MS)))]);
+          clearTimeout(timer);
+          if (infoAt === -Infinity && !infoError) throw new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; its facts follow when it does`);
+        }
         if (infoError) throw infoError;
       },
     };

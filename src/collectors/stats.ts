@@ -310,7 +310,14 @@ export class StatsCollector implements Collector {
     const signal = this.stopCtl.signal;
     while (!signal.aborted) {
       const started = performance.now();
-      await Promise.all([...this.tracked.values()].map((t) => this.sampleOnce(t)));
+      // Each sample ends within --docker.timeout and --stats.concurrency run at once, so a round
+      // that completes no sample for twice that is stuck.
+      const pass = this.deps.health.begin('stats poll round', 2 * this.deps.config.docker.timeoutMs);
+      try {
+        await Promise.all([...this.tracked.values()].map((t) => this.sampleOnce(t).then(() => pass.beat())));
+      } finally {
+        pass.end();
+      }
       await sleep(Math.max(0, intervalMs - (performance.now() - started)), signal);
     }
   }

@@ -6,6 +6,7 @@ import { ConfigError, type Config } from '../config.js';
 import { isNotFound, type DockerClient } from '../docker/client.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
+import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { baseAction, type EngineEvent } from '../parse/event.js';
 import { PayloadError } from '../parse/guards.js';
@@ -60,6 +61,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   readonly labelNames: string[];
   private readonly allowlist: Array<[key: string, labelName: string]>;
   private readonly records = new Map<string, ContainerRecord>();
+  private readonly health: LoopHealth;
   private readonly stream: EventStream;
   private readonly limit = pLimit(INSPECT_CONCURRENCY);
   /** Per container: a refresh queued or in flight, and whether another is owed after it. */
@@ -98,9 +100,12 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       metrics: ExporterMetrics;
       /** Delays between failed syncs and between reconnects (tests pass a fast one). */
       backoff?: () => Backoff;
+      /** Where a sync reports its progress, for /healthz (tests that do not look may leave it out). */
+      health?: LoopHealth;
     },
   ) {
     super();
+    this.health = deps.health ?? new LoopHealth();
     this.setMaxListeners(50);
     this.unreadBackoff = deps.backoff?.() ?? new Backoff(500, 30_000);
     const byName = new Map<string, string>();
@@ -222,6 +227,17 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   }
 
   private async syncOnce(): Promise<boolean> {
+    // Every request ends within --docker.timeout and up to INSPECT_CONCURRENCY run at once, so a
+    // sync that shows no progress (the list, then each inspect) for twice that is stuck.
+    const pass = this.health.begin('inventory sync', 2 * this.deps.config.docker.timeoutMs);
+    try {
+      return await this.syncPass(pass);
+    } finally {
+      pass.end();
+    }
+  }
+
+  private async syncPass(pass: Pass): Promise<boolean> {
     const startedAt = this.version;
     let listed: ListedContainer[];
     try {
@@ -250,7 +266,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       if (!ids.has(record.id) && (this.versions.get(record.id) ?? 0) <= startedAt) this.drop(record.id);
     }
     // Unread containers the list leaves out are read too: gone (404) or excluded, they are dropped.
-    await Promise.all([...new Set([...ids, ...this.unread.keys()])].map((id) => this.refresh(id)));
+    pass.beat();
+    await Promise.all([...new Set([...ids, ...this.unread.keys()])].map((id) => this.refresh(id).then(() => pass.beat())));
     return true;
   }
 

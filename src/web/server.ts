@@ -30,6 +30,8 @@ export interface WebHandlers {
   metrics(format: 'text' | 'openmetrics'): Promise<{ contentType: string; body: Buffer }>;
   /** Whether the exporter can do its job (the engine answers), with a one-line reason. */
   ready(): Promise<{ ready: boolean; detail: string }>;
+  /** Whether the process can still recover by itself (no background loop stuck), with a one-line reason. */
+  live(): { live: boolean; detail: string };
 }
 
 export interface WebOptions {
@@ -133,7 +135,8 @@ export function createWebApp(opts: WebOptions, handlers: WebHandlers, webConfig?
   });
 
   app.get('/healthz', (_req, res) => {
-    res.type('text/plain').send('ok\n');
+    const { live, detail } = handlers.live();
+    res.status(live ? 200 : 503).type('text/plain').send(`${detail}\n`);
   });
 
   app.get('/readyz', async (_req, res) => {
@@ -151,7 +154,7 @@ export function createWebApp(opts: WebOptions, handlers: WebHandlers, webConfig?
 <body><h1>Docker Exporter</h1>
 <p>Prometheus exporter for a Docker host, version <code>${escapeHtml(opts.version)}</code>.</p>
 <p>Docker Engine: <strong class="${ready ? 'ok' : 'down'}">${ready ? 'reachable' : 'unreachable'}</strong> (${escapeHtml(detail)})</p>
-<ul><li><a href="${path}">Metrics</a> (<code>${path}</code>)</li><li><a href="/healthz">/healthz</a> (process alive)</li><li><a href="/readyz">/readyz</a> (engine reachable)</li></ul>
+<ul><li><a href="${path}">Metrics</a> (<code>${path}</code>)</li><li><a href="/healthz">/healthz</a> (process alive, no loop stuck)</li><li><a href="/readyz">/readyz</a> (engine reachable)</li></ul>
 </body></html>
 `);
   });

@@ -11,6 +11,7 @@ import type { Inventory } from '../../src/inventory/inventory.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import { parseMetrics, value } from '../helpers/prom.js';
 import { until } from './fake-docker.js';
+import { LoopHealth } from '../../src/loop-health.js';
 
 const logger = pino({ level: 'silent' });
 const fixture = (name: string): unknown => JSON.parse(fs.readFileSync(new URL(`../fixtures/df/${name}`, import.meta.url), 'utf8'));
@@ -34,7 +35,7 @@ function rig() {
   const metrics = createExporterMetrics(registry);
   const inventory = { labelNames: ['id', 'name', 'image'], get: () => undefined } as unknown as Inventory;
   const config = buildConfig(['--df.interval', '10ms'], {});
-  const deps = { config, docker, inventory, registry, logger, metrics } as CollectorDeps;
+  const deps = { config, docker, inventory, registry, logger, metrics, health: new LoopHealth() } as CollectorDeps;
   const orchestrator = new Orchestrator([dfCollector], { df: true }, deps, logger);
   stops.push(() => orchestrator.stop());
   orchestrator.start();

@@ -1,20 +1,32 @@
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
-import { engineCollector } from '../../src/collectors/engine.js';
+import { describe, expect, it, vi } from 'vitest';
+import { engineCollector, PING_TIMEOUT_MS } from '../../src/collectors/engine.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
+import { buildConfig } from '../../src/config.js';
+import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { renderRegistry } from '../../src/exposition.js';
+import { LoopHealth } from '../../src/loop-health.js';
 import { parseMetrics, value } from '../helpers/prom.js';
+
+const INFO = { ServerVersion: '20.10.24', NCPU: 2, MemTotal: 25_000_000_000, Images: 3, ContainersRunning: 4, ContainersPaused: 0, ContainersStopped: 1 };
 
 /** An engine that answers /_ping and /info as told, and counts what it was asked. */
 class Engine {
   pingFails: Error | undefined;
   infoFails: Error | undefined;
+  /** Answers that never come, as from an engine that accepts and never answers. */
+  hang = new Set<string>();
+  /** The deadline each request was given. */
+  timeouts: Array<number | undefined> = [];
   asked: string[] = [];
   readonly engineApiVersion = '1.41';
-  info = { ServerVersion: '20.10.24', NCPU: 2, MemTotal: 25_000_000_000, Images: 3, ContainersRunning: 4, ContainersPaused: 0, ContainersStopped: 1 };
 
-  async get(route: string): Promise<unknown> {
+  info: unknown = INFO;
+
+  async get(route: string, _path: string, opts: { timeoutMs?: number } = {}): Promise<unknown> {
     this.asked.push(route);
+    this.timeouts.push(opts.timeoutMs);
+    if (this.hang.has(route)) return new Promise(() => {});
     if (route === '/_ping') {
       if (this.pingFails) throw this.pingFails;
       return 'OK';
@@ -27,7 +39,7 @@ class Engine {
 function setup() {
   const registry = new Registry();
   const engine = new Engine();
-  const collector = engineCollector.create({ registry, docker: engine } as unknown as CollectorDeps);
+  const collector = engineCollector.create({ registry, docker: engine, config: buildConfig([], {}), health: new LoopHealth(), metrics: createExporterMetrics(registry) } as unknown as CollectorDeps);
   const scrape = async () => parseMetrics((await renderRegistry(registry, 'text')).toString());
   return { engine, collector, scrape };
 }
@@ -67,11 +79,56 @@ describe('engine collector', () => {
     expect(value(s, 'docker_engine_cpus')).toBeUndefined();
     expect(s.some((x) => x.name === 'docker_engine_info')).toBe(false);
     engine.pingFails = undefined;
-    engine.info = { ...engine.info, Images: 7 };
+    engine.info = { ...INFO, Images: 7 };
     await collector.update();
     s = await scrape();
     expect(value(s, 'docker_up')).toBe(1);
     expect(value(s, 'docker_engine_images')).toBe(7);
     expect(engine.asked.filter((r) => r === '/info')).toHaveLength(2);
+  });
+
+  it('pings with a deadline of its own, not --docker.timeout: a scrape of a sick engine says docker_up 0 at once', async () => {
+    const { engine, collector } = setup();
+    await collector.update();
+    expect(engine.timeouts[0]).toBe(PING_TIMEOUT_MS);
+    expect(PING_TIMEOUT_MS).toBeLessThanOrEqual(1000);
+  });
+
+  it('waits at most about a second for the first facts, and fails meanwhile with docker_up 1', async () => {
+    const { engine, collector, scrape } = setup();
+    engine.hang.add('/info');
+    const started = performance.now();
+    await expect(collector.update()).rejects.toThrow('has not answered within');
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(value(await scrape(), 'docker_up')).toBe(1);
+  });
+
+  it.each([
+    ['an array', [1, 2]],
+    ['a string', 'OK'],
+    ['null', null],
+    ['an object without ServerVersion', { Containers: 3 }],
+  ])('takes /info of the wrong shape (%s) as a counted failure and keeps the last good facts', async (_what, payload) => {
+    const { engine, collector, scrape } = setup();
+    await collector.update();
+    engine.info = payload;
+    // Facts older than their 30 s are asked for again: make them old.
+    const now = performance.now();
+    const spy = vi.spyOn(performance, 'now').mockReturnValue(now + 31_000);
+    let s: Awaited<ReturnType<typeof scrape>>;
+    try {
+      // This scrape asks for new facts in the background; the next one reports what came of it.
+      await collector.update();
+      await new Promise((r) => setImmediate(r));
+      s = await scrape();
+      expect(value(s, 'docker_exporter_parse_errors_total', { source: 'info' })).toBe(1);
+      await expect(collector.update()).rejects.toThrow('expected an object with a ServerVersion');
+    } finally {
+      spy.mockRestore();
+    }
+    s = await scrape();
+    expect(value(s, 'docker_engine_info', { version: '20.10.24' })).toBe(1);
+    expect(s.filter((x) => x.name === 'docker_engine_info')).toHaveLength(1);
+    expect(value(s, 'docker_engine_images')).toBe(3);
   });
 });

@@ -18,6 +18,7 @@ import { parseStats } from '../../src/parse/stats.js';
 import { renderRegistry } from '../../src/exposition.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
+import { LoopHealth } from '../../src/loop-health.js';
 
 /**
  * Whatever the engine (or something between it and us) sends, the stream reader and the parsers
@@ -402,7 +403,7 @@ describe('bad records are counted in docker_exporter_parse_errors_total', () => 
     const docker = fakeDocker({ get: () => payloads[Math.min(served++, payloads.length - 1)] });
     const inventory = { labelNames: ['id', 'name', 'image'], get: () => undefined } as unknown as Inventory;
     const config = buildConfig(['--df.interval', '10ms'], {});
-    const collector = dfCollector.create({ config, docker, inventory, registry, logger: silent, metrics });
+    const collector = dfCollector.create({ config, docker, inventory, registry, logger: silent, metrics, health: new LoopHealth() });
     collector.start?.();
     await waitUntil(() => served >= 5, 10_000);
     await collector.stop?.();
@@ -516,7 +517,7 @@ describe('one registry serving both exposition formats', () => {
         return { update: () => void c.inc({ name: 'a"b' }) };
       } }],
       { events: true },
-      { registry, logger: silent } as unknown as CollectorDeps,
+      { registry, logger: silent, health: new LoopHealth() } as unknown as CollectorDeps,
       silent,
     );
     const text1 = (await orchestrator.render('text')).body.toString();

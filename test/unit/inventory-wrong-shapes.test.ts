@@ -10,6 +10,7 @@ import { Inventory } from '../../src/inventory/inventory.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import { parseMetrics, value } from '../helpers/prom.js';
 import { FakeEngine, hexId, until } from './fake-docker.js';
+import { LoopHealth } from '../../src/loop-health.js';
 
 /**
  * Valid JSON of the wrong shape (or a body docker-modem handed over unparsed) from the container
@@ -35,7 +36,7 @@ async function rig() {
   const metrics = createExporterMetrics(registry);
   const config = buildConfig([], {});
   const inventory = new Inventory({ config, docker: engine.client, logger, metrics, backoff: () => new Backoff(1, 5) });
-  const deps = { config, docker: engine.client, inventory, registry, logger, metrics } as CollectorDeps;
+  const deps = { config, docker: engine.client, inventory, registry, logger, metrics, health: new LoopHealth() } as CollectorDeps;
   const orchestrator = new Orchestrator([containersCollector], { containers: true }, deps, logger);
   cleanups.push(() => inventory.stop());
   inventory.start();

@@ -2,13 +2,14 @@ import pino from 'pino';
 import { Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { CollectorDeps, CollectorModule } from '../../src/collectors/collector.js';
-import { Orchestrator } from '../../src/orchestrator.js';
+import { COLLECTOR_BUDGET_MS, Orchestrator } from '../../src/orchestrator.js';
 import { parseMetrics, value } from '../helpers/prom.js';
+import { LoopHealth } from '../../src/loop-health.js';
 
 const logger = pino({ level: 'silent' });
 
 function deps(registry: Registry): CollectorDeps {
-  return { registry, logger } as unknown as CollectorDeps;
+  return { registry, logger, health: new LoopHealth() } as unknown as CollectorDeps;
 }
 
 describe('Orchestrator', () => {
@@ -68,5 +69,42 @@ describe('Orchestrator', () => {
     expect(om.contentType).toContain('application/openmetrics-text');
     expect(om.body.toString().trimEnd().endsWith('# EOF')).toBe(true);
     expect((await o.render('text')).contentType).toContain('text/plain');
+  });
+
+  it('answers a scrape within the budget while a collector hangs, reports it failed, and never runs two of its updates at once', async () => {
+    const registry = new Registry();
+    let updates = 0;
+    let release: () => void = () => {};
+    const modules: CollectorModule[] = [
+      { name: 'engine', defaultEnabled: true, help: '', create: () => ({ update: () => void 0 }) },
+      {
+        name: 'stats',
+        defaultEnabled: true,
+        help: '',
+        create: () => ({
+          update: () => {
+            updates++;
+            return new Promise<void>((resolve) => (release = resolve));
+          },
+        }),
+      },
+    ];
+    const o = new Orchestrator(modules, { engine: true, stats: true }, deps(registry), logger);
+    for (let i = 0; i < 2; i++) {
+      const started = performance.now();
+      const s = parseMetrics((await o.render('text')).body.toString());
+      const ms = performance.now() - started;
+      expect(ms).toBeGreaterThanOrEqual(COLLECTOR_BUDGET_MS - 50);
+      expect(ms).toBeLessThan(COLLECTOR_BUDGET_MS + 1000);
+      expect(value(s, 'docker_exporter_collector_success', { collector: 'stats' })).toBe(0);
+      expect(value(s, 'docker_exporter_collector_success', { collector: 'engine' })).toBe(1);
+    }
+    // The second scrape waited on the first update, still running, rather than start another.
+    expect(updates).toBe(1);
+    release();
+    await new Promise((r) => setImmediate(r));
+    const s = parseMetrics((await o.render('text')).body.toString());
+    expect(updates).toBe(2);
+    expect(value(s, 'docker_exporter_collector_success', { collector: 'stats' })).toBe(0);
   });
 });

@@ -11,6 +11,7 @@ import type { Config } from '../../src/config.js';
 import { EngineError } from '../../src/docker/client.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import type { ContainerRecord } from '../../src/inventory/inventory.js';
+import { LoopHealth } from '../../src/loop-health.js';
 
 const DIR = new URL('../fixtures/stats/', import.meta.url).pathname;
 const fixture = (name: string): unknown => JSON.parse(fs.readFileSync(path.join(DIR, name), 'utf8'));
@@ -137,7 +138,7 @@ function rig(stats: Partial<Config['stats']> = {}): Rig {
   const registry = new Registry();
   const inventory = new FakeInventory();
   const docker = new FakeDocker();
-  const config = { stats: { mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } } as unknown as Config;
+  const config = { docker: { timeoutMs: 10_000 }, stats: { mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } } as unknown as Config;
   const deps = {
     config,
     docker,
@@ -145,6 +146,7 @@ function rig(stats: Partial<Config['stats']> = {}): Rig {
     registry,
     logger: pino({ level: 'silent' }),
     metrics: createExporterMetrics(registry),
+    health: new LoopHealth(),
   } as unknown as CollectorDeps;
   const collector = statsCollector.create(deps) as StatsCollector;
   const r: Rig = {
