@@ -58,6 +58,9 @@ describe('command line', () => {
       [['--no-such-flag'], "unknown option '--no-such-flag'"],
       [['--docker.timeout', 'forever'], '--docker.timeout: invalid duration "forever"'],
       [['--stats.mode', 'push'], '--stats.mode: "push" is not one of stream, poll'],
+      [['--df.interval', '30d'], '--df.interval: "30d" is longer than the 2147483647 ms (about 24.8 days) a timer can hold'],
+      [['--web.telemetry-path', '/:x'], '--web.telemetry-path: "/:x" is not a plain path'],
+      [['--web.telemetry-path', '/(.*)'], '--web.telemetry-path: "/(.*)" is not a plain path'],
     ] as const) {
       const { code, stdout, stderr } = await cli([...args]);
       expect(code).toBe(2);

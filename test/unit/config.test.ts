@@ -62,6 +62,24 @@ describe('buildConfig', () => {
     [['--stats.concurrency', '0'], '--stats.concurrency: "0" is not a whole number'],
     [['--web.listen-address', '9764'], '--web.listen-address: "9764" is not [host]:port'],
     [['--web.telemetry-path', 'metrics'], '--web.telemetry-path: "metrics" must start with /'],
+    // A route pattern would serve metrics on every path (/:x) or stop the exporter (/(.*)).
+    [['--web.telemetry-path', '/:x'], '--web.telemetry-path: "/:x" is not a plain path'],
+    [['--web.telemetry-path', '/(.*)'], '--web.telemetry-path: "/(.*)" is not a plain path'],
+    [['--web.telemetry-path', '/metrics*'], '--web.telemetry-path: "/metrics*" is not a plain path'],
+    [['--web.telemetry-path', '/a//b'], '--web.telemetry-path: "/a//b" is not a plain path'],
+    [['--web.telemetry-path', '/m{x}'], '--web.telemetry-path: "/m{x}" is not a plain path'],
+    [['--web.telemetry-path', '/'], '--web.telemetry-path: "/" is served by the exporter itself'],
+    [['--web.telemetry-path', '/healthz'], '--web.telemetry-path: "/healthz" is served by the exporter itself'],
+    [['--web.telemetry-path', '/readyz'], '--web.telemetry-path: "/readyz" is served by the exporter itself'],
+    // Node turns a timer past 2^31-1 ms into a 1 ms one: 30d ran df 537 times in 10 s.
+    [['--df.interval', '30d'], '--df.interval: "30d" is longer than the 2147483647 ms'],
+    [['--stats.interval', '25d'], '--stats.interval: "25d" is longer than'],
+    [['--docker.timeout', '2147483648ms'], '--docker.timeout: "2147483648ms" is longer than'],
+    [['--df.timeout', '9999h'], '--df.timeout: "9999h" is longer than'],
+    [['--docker.max-response-size', 'lots'], '--docker.max-response-size: invalid size "lots"'],
+    [['--docker.max-response-size', '12XB'], '--docker.max-response-size: invalid size "12XB"'],
+    [['--docker.max-response-size', '100'], '--docker.max-response-size: "100" is below the 1 KiB'],
+    [['--docker.max-response-size', '3GiB'], '--docker.max-response-size: "3GiB" is above the 2 GiB'],
     [['--docker.host', 'ftp://x'], '--docker.host: "ftp://x" is not unix:///path/to/socket or tcp://host:port'],
     [['--container.include', '('], '--container.include: invalid regular expression'],
     [['--events.filter', 'nonsense'], '--events.filter: "nonsense" is not KEY=VALUE'],
@@ -79,6 +97,16 @@ describe('buildConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain(message);
     expect((error as Error).message).not.toContain('\n');
+  });
+
+  it('takes the longest duration a timer holds, plain paths, and byte sizes with units', () => {
+    expect(buildConfig(['--df.interval', '2147483647ms'], {}).df.intervalMs).toBe(2 ** 31 - 1);
+    expect(buildConfig(['--df.interval', '24d'], {}).df.intervalMs).toBe(24 * 86_400_000);
+    expect(buildConfig(['--web.telemetry-path', '/docker/metrics.v1_x~y-z/'], {}).web.telemetryPath).toBe('/docker/metrics.v1_x~y-z/');
+    expect(buildConfig([], {}).docker.maxResponseBytes).toBe(64 * 1024 * 1024);
+    expect(buildConfig(['--docker.max-response-size', '512KiB'], {}).docker.maxResponseBytes).toBe(512 * 1024);
+    expect(buildConfig(['--docker.max-response-size', '1gb'], {}).docker.maxResponseBytes).toBe(1e9);
+    expect(buildConfig(['--docker.max-response-size', '65536'], {}).docker.maxResponseBytes).toBe(65536);
   });
 
   it('rejects a bad value from the environment, naming the flag', () => {
