@@ -180,6 +180,7 @@ class Reader {
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (Buffer.isBuffer(value)) return 'binary data';
   if (typeof value === 'object') return 'a mapping';
@@ -348,6 +349,7 @@ function parseRateLimit(r: Reader, raw: unknown): WebConfig['rateLimit'] {
     r.fail(`${w}.interval`, (err as Error).message);
   }
   const burst = l.burst;
+  if (burst === undefined || burst === null) r.fail(`${w}.burst`, 'is missing: interval needs burst, the number of requests let through at once (e.g. burst: 10)');
   if (typeof burst !== 'number' || !Number.isInteger(burst) || burst < 1) r.fail(`${w}.burst`, `must be a whole number of at least 1, got ${describe(burst)}`);
   if (intervalMs <= 0) r.fail(`${w}.interval`, 'must be greater than zero');
   r.hash.update(`rate\0${intervalMs}\0${burst}\0`);
