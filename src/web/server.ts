@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { checkClientCert, clientCertOptions, secureContextOptions, WebConfigSource, type WebConfig } from './web-config.js';
+import type { WebMetrics } from './web-metrics.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -40,6 +41,8 @@ export interface WebOptions {
   logger: Logger;
   /** `--web.config.file`: TLS, basic auth and headers, re-read when it changes. */
   configFile?: string;
+  /** The web layer's counters (createWebMetrics on the app's registry); without them they are kept but not exposed. */
+  metrics?: WebMetrics;
 }
 
 export interface WebServer {
@@ -199,7 +202,7 @@ function httpsServer(source: WebConfigSource, app: express.Express, logger: Logg
 
 /** Starts serving; resolves once the port is bound. Throws WebConfigError for a bad --web.config.file. */
 export async function startWebServer(opts: WebOptions, handlers: WebHandlers): Promise<WebServer> {
-  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger) : undefined;
+  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger, { metrics: opts.metrics }) : undefined;
   const app = createWebApp(opts, handlers, source);
   const server = source?.current.tls ? httpsServer(source, app, opts.logger) : http.createServer(app);
   // A scraper that never reads must not hold a socket forever.

@@ -7,9 +7,11 @@ import tls from 'node:tls';
 import type BcryptModule from 'bcryptjs';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
+import { createWebMetrics, type WebMetrics } from './web-metrics.js';
 
 // Loaded on first use: most installations have no web config file, and the YAML parser alone is
 // ~8 MB of the exporter's resident memory (bcryptjs ~2 MB more). Synchronous, as the file is read.
@@ -497,23 +499,63 @@ interface SourceEvents {
   change: [next: WebConfig, previous: WebConfig];
 }
 
+/** Client-certificate modes that turn away a client without a certificate. */
+const REQUIRES_CERT: readonly ClientAuthType[] = ['RequireAnyClientCert', 'RequireAndVerifyClientCert'];
+/** Client-certificate modes that check a certificate against client_ca_file. */
+const VERIFIES_CERT: readonly ClientAuthType[] = ['VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'];
+
+/**
+ * What `next` would turn off that the running config has: basic auth, TLS, requiring or verifying
+ * client certificates, a SAN allow-list. Empty when it may replace it while running. An editor or a
+ * config tool writes an empty or half-written file for an instant, and that must not open the
+ * endpoint; changing users, passwords, certificates, CAs or headers is fine.
+ */
+export function weakenings(running: WebConfig, next: WebConfig): string[] {
+  const found: string[] = [];
+  if (running.users.size > 0 && next.users.size === 0) found.push('it has no basic_auth_users, which would turn basic auth off');
+  const [was, now] = [running.tls, next.tls];
+  if (was && !now) found.push('it has no tls_server_config, which would turn TLS off');
+  if (was && now) {
+    if (REQUIRES_CERT.includes(was.clientAuth) && !REQUIRES_CERT.includes(now.clientAuth)) {
+      found.push(`client_auth_type ${now.clientAuth} would let in clients without a certificate, which ${was.clientAuth} turns away`);
+    }
+    if (VERIFIES_CERT.includes(was.clientAuth) && !VERIFIES_CERT.includes(now.clientAuth)) {
+      found.push(`client_auth_type ${now.clientAuth} would stop verifying client certificates against client_ca_file, which ${was.clientAuth} does`);
+    }
+    if (was.clientAllowedSans && !now.clientAllowedSans) {
+      found.push('it has no client_allowed_sans, which would let in any certificate the CA signed');
+    }
+  }
+  return found;
+}
+
+/** What a WebConfigSource takes besides its file and logger. */
+export interface WebConfigSourceOptions {
+  /** Counters of reloads; without them nothing is exposed. */
+  metrics?: WebMetrics;
+}
+
 /**
  * The current web config of a running server: re-read when the file or a file it names changes
- * (a cheap stat of each, checked on every connection and request) or on `reload()` (SIGHUP). A file
- * that became bad is logged once and the last good config stays in force, as does a change that
- * would switch between HTTP and HTTPS, which needs a restart.
+ * (a cheap stat of each, checked on every connection and request) or on `refresh(true)` (SIGHUP).
+ * A file that became bad, or that would turn off basic auth, TLS or client-certificate checks the
+ * running config has, is refused: logged once at warn, counted, and the last good config stays in
+ * force. So is a change between HTTP and HTTPS. Turning protection off takes a restart.
  */
 export class WebConfigSource extends EventEmitter<SourceEvents> {
   private config: WebConfig;
   private auth: BasicAuth;
   private stamps: string;
   private lastError: string | undefined;
+  readonly metrics: WebMetrics;
 
   constructor(
     readonly file: string,
     private readonly logger: Logger,
+    opts: WebConfigSourceOptions = {},
   ) {
     super();
+    this.metrics = opts.metrics ?? createWebMetrics(new Registry());
     this.config = loadWebConfig(file);
     this.auth = new BasicAuth(this.config.users);
     this.stamps = stampsOf(this.config.files);
@@ -535,15 +577,22 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
     let next: WebConfig;
     try {
       next = loadWebConfig(this.file);
-      if (Boolean(next.tls) !== Boolean(this.config.tls)) {
-        throw new WebConfigError(`--web.config.file ${this.file}: switching between HTTP and HTTPS needs a restart`);
+      if (!this.config.tls && next.tls) {
+        throw new WebConfigError(`--web.config.file ${this.file}: switching from HTTP to HTTPS needs a restart`);
+      }
+      const weaker = weakenings(this.config, next);
+      if (weaker.length > 0) {
+        throw new WebConfigError(`--web.config.file ${this.file}: refused while running: ${weaker.join('; ')}; turning that off takes a restart`);
       }
     } catch (err) {
+      this.metrics.configReloads.inc({ result: 'failure' });
       const message = (err as Error).message;
-      if (message !== this.lastError) this.logger.error({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
+      // Warn, not error: the exporter goes on serving exactly as before.
+      if (message !== this.lastError) this.logger.warn({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
       this.lastError = message;
       return;
     }
+    this.metrics.configReloads.inc({ result: 'success' });
     this.lastError = undefined;
     // Files it names may have changed too (a new cert_file): watch the new set from now on.
     this.stamps = stampsOf(next.files);

@@ -159,17 +159,40 @@ ${extra}http_server_config:
     expect(res.peer?.subject.CN).toBe('exporter two');
     expect(await refused(`${url}/metrics`, { ...client, maxVersion: 'TLSv1.2' })).toBeTruthy();
 
-    // Relaxed to no client certificate: a client without one now gets in.
-    writeConfig('mtls.yml', 'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n');
-    const open = await request(`${url}/metrics`, { ca: read('ca.pem') });
-    expect(open.status).toBe(200);
-    expect(open.peer?.subject.CN).toBe('exporter one');
-    // The headers went with the old file.
-    expect(open.headers['x-frame-options']).toBeUndefined();
+    // Back to the first certificate, with other headers: applied.
+    writeConfig('mtls.yml', mtlsConfig('server').replace('X-Frame-Options: deny', 'X-Frame-Options: sameorigin'));
+    const back = await request(`${url}/metrics`, client);
+    expect(back.status).toBe(200);
+    expect(back.peer?.subject.CN).toBe('exporter one');
+    expect(back.headers['x-frame-options']).toBe('sameorigin');
+    expect(exporter.proc.exitCode).toBeNull();
+  });
 
+  it('refuses a file that would stop asking for client certificates, or turn TLS off: that takes a restart', async () => {
+    const client = { ca: read('ca.pem'), cert: read('client.pem'), key: read('client-key.pem') };
+    const before = exporter.logs.length;
+    for (const weaker of [
+      'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n',
+      'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAnyClientCert\n',
+      '',
+      '# being rewritten\n',
+    ]) {
+      writeConfig('mtls.yml', weaker);
+      expect(await refused(`${url}/metrics`, { ca: read('ca.pem') })).toBeTruthy();
+      expect(await refused(`${url}/metrics`, { ca: read('ca.pem'), cert: read('rogue.pem'), key: read('rogue-key.pem') })).toBeTruthy();
+      const ok = await request(`${url}/metrics`, client);
+      expect(ok.status).toBe(200);
+      expect(ok.headers['x-frame-options']).toBe('sameorigin');
+    }
+    const refusals = exporter.logs.slice(before).filter((l) => l.includes('web config not reloaded; keeping the last good one'));
+    for (const line of refusals) {
+      expect(line).toContain('"level":40');
+      expect(line).toContain('takes a restart');
+    }
+    expect(refusals).toHaveLength(3);
+    // The finished file applies as usual.
     writeConfig('mtls.yml', mtlsConfig('server'));
-    expect(await refused(`${url}/metrics`, { ca: read('ca.pem') })).toBeTruthy();
-    expect((await request(`${url}/metrics`, client)).status).toBe(200);
+    expect((await request(`${url}/metrics`, client)).headers['x-frame-options']).toBe('deny');
     expect(exporter.proc.exitCode).toBeNull();
   });
 });
@@ -217,8 +240,22 @@ describe('basic auth', () => {
     }
     const errors = exporter.logs.filter((l) => l.includes('web config not reloaded; keeping the last good one'));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain('"level":50');
+    expect(errors[0]).toContain('"level":40');
     expect(errors[0]).toContain('basic_auth_users.prometheus: is not a bcrypt hash');
+  });
+
+  it('refuses a file that would turn basic auth off (empty, comment-only, users removed): that takes a restart', async () => {
+    const before = exporter.logs.length;
+    for (const weaker of ['', '# rewritten by config management\n', 'http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n']) {
+      writeConfig('auth.yml', weaker);
+      expect((await request(`${exporter.url}/metrics`)).status).toBe(401);
+      expect((await request(`${exporter.url}/metrics`, { auth: 'prometheus:new password' })).status).toBe(200);
+    }
+    const refusals = exporter.logs.slice(before).filter((l) => l.includes('web config not reloaded; keeping the last good one'));
+    // One line per distinct reason: all three files remove basic auth.
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toContain('"level":40');
+    expect(refusals[0]).toContain('refused while running: it has no basic_auth_users, which would turn basic auth off; turning that off takes a restart');
   });
 
   it('re-reads the file on SIGHUP, with no request to notice the change', async () => {
