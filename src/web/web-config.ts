@@ -4,22 +4,20 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import tls from 'node:tls';
-import type BcryptModule from 'bcryptjs';
-import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
+import { PasswordVerifier } from './password-verifier.js';
 import { createWebMetrics, type WebMetrics } from './web-metrics.js';
 
 // Loaded on first use: most installations have no web config file, and the YAML parser alone is
-// ~8 MB of the exporter's resident memory (bcryptjs ~2 MB more). Synchronous, as the file is read.
+// ~8 MB of the exporter's resident memory. Synchronous, as the file is read. (bcryptjs, ~2 MB more,
+// is loaded by the password worker only, when a password is first checked.)
 const requireLazily = createRequire(import.meta.url);
 let yamlModule: typeof YamlModule | undefined;
-let bcryptModule: typeof BcryptModule | undefined;
 const YAML = (): typeof YamlModule => (yamlModule ??= requireLazily('yaml') as typeof YamlModule);
-const bcrypt = (): typeof BcryptModule => (bcryptModule ??= requireLazily('bcryptjs') as typeof BcryptModule);
 
 /**
  * The `--web.config.file` format of the Prometheus exporter-toolkit
@@ -307,12 +305,13 @@ function parseUsers(r: Reader, raw: unknown): Map<string, string> {
 
 function isBcryptHash(hash: string): boolean {
   if (!/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
-  try {
-    const rounds = bcrypt().getRounds(hash);
-    return rounds >= 4 && rounds <= 31;
-  } catch {
-    return false;
-  }
+  const rounds = costOf(hash);
+  return rounds >= 4 && rounds <= 31;
+}
+
+/** The cost of a hash isBcryptHash accepted (`$2b$10$…` → 10), read without loading bcryptjs. */
+function costOf(hash: string): number {
+  return Number(hash.slice(4, 6));
 }
 
 function parseHttp(r: Reader, raw: unknown): { headers: Record<string, string> } {
@@ -437,50 +436,76 @@ export function checkClientCert(t: TlsSettings, socket: tls.TLSSocket): string |
 /** Cost of the configured hashes, so that the dummy compare for an unknown user takes as long as a real one. */
 function dummyHash(users: Map<string, string>): string {
   let cost = 10;
-  if (users.size > 0) cost = Math.max(...[...users.values()].map((h) => bcrypt().getRounds(h)));
+  if (users.size > 0) cost = Math.max(...[...users.values()].map(costOf));
   // Any well-formed hash will do: it only has to cost the same; it can never match (the user is unknown).
   return `$2b$${String(cost).padStart(2, '0')}$${'N9qo8uLOickgx2ZMRZoMye'}${'IjZAgcfl7p92ldGxad68LJZdL17lhWy'}`;
 }
 
-/** Successful and failed checks remembered, as toolkit does: bcrypt is slow by design, scrapes are frequent. */
+/** Name and password pairs remembered, each way, as toolkit does: bcrypt is slow by design, scrapes are frequent. */
 const AUTH_CACHE_SIZE = 100;
-/** bcrypt runs one at a time: a flood of wrong passwords must not take every core. */
-const bcryptSlot = pLimit(1);
+
+/** What a basic auth check found: let in, turn away (401), or not checked as too many are waiting (429). */
+export type AuthResult = 'ok' | 'denied' | 'busy';
 
 /**
  * Checks `Authorization: Basic` headers against the configured users. Every check of a name and
- * password not seen recently costs one bcrypt compare, also for a user that does not exist (against
- * a dummy hash of the same cost), so response time does not tell which users exist; bcryptjs
- * compares the final hashes in constant time.
+ * password not seen recently costs one bcrypt compare in the verifier's worker, also for a user
+ * that does not exist (against a dummy hash of the same cost), so response time does not tell which
+ * users exist. Pairs known to be right are answered at once, without the worker or its queue, and
+ * are kept apart from wrong ones: a flood of wrong passwords can neither delay nor evict them.
  */
 export class BasicAuth {
-  private readonly cache = new Map<string, boolean>();
+  /** Digest of user, hash and password → who it is; the most recently used last. */
+  private readonly good = new Map<string, { user: string; hash: string }>();
+  private readonly bad = new Set<string>();
+  /** Checks running now: the same pair sent by many requests at once costs one compare. */
+  private readonly inflight = new Map<string, Promise<boolean | 'busy'>>();
   private readonly dummy: string;
 
-  constructor(private readonly users: Map<string, string>) {
+  /** `previous`: the instance this one replaces on a reload; its right pairs stay right while the user's hash is unchanged. */
+  constructor(
+    private readonly users: Map<string, string>,
+    private readonly verifier: PasswordVerifier,
+    previous?: BasicAuth,
+  ) {
     this.dummy = dummyHash(users);
+    for (const [key, who] of previous?.good ?? []) if (users.get(who.user) === who.hash) this.good.set(key, who);
   }
 
   get enabled(): boolean {
     return this.users.size > 0;
   }
 
-  /** Whether the header carries a configured user's right password. */
-  async check(authorization: string | undefined): Promise<boolean> {
+  /** Whether the header carries a configured user's right password. Rejects when the worker failed: never let in then. */
+  async check(authorization: string | undefined): Promise<AuthResult> {
     const creds = parseBasicAuth(authorization);
-    if (!creds) return false;
+    if (!creds) return 'denied';
     const known = this.users.get(creds.user);
     const hash = known ?? this.dummy;
     // The key holds a digest, not the password itself.
     const key = createHash('sha256').update(creds.user).update('\0').update(hash).update('\0').update(creds.password).digest('hex');
-    let ok = this.cache.get(key);
-    if (ok === undefined) {
-      const match = await bcryptSlot(() => bcrypt().compare(creds.password, hash));
-      ok = known !== undefined && match;
-      if (this.cache.size >= AUTH_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(key, ok);
+    const who = this.good.get(key);
+    if (who) {
+      this.good.delete(key);
+      this.good.set(key, who);
+      return 'ok';
     }
-    return ok;
+    if (this.bad.has(key)) return 'denied';
+    let running = this.inflight.get(key);
+    if (!running) {
+      running = this.verifier.verify(creds.password, hash).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, running);
+    }
+    const match = await running;
+    if (match === 'busy') return 'busy';
+    if (known !== undefined && match) {
+      if (this.good.size >= AUTH_CACHE_SIZE) this.good.delete(this.good.keys().next().value!);
+      this.good.set(key, { user: creds.user, hash });
+      return 'ok';
+    }
+    if (this.bad.size >= AUTH_CACHE_SIZE) this.bad.delete(this.bad.values().next().value!);
+    this.bad.add(key);
+    return 'denied';
   }
 }
 
@@ -531,8 +556,10 @@ export function weakenings(running: WebConfig, next: WebConfig): string[] {
 
 /** What a WebConfigSource takes besides its file and logger. */
 export interface WebConfigSourceOptions {
-  /** Counters of reloads; without them nothing is exposed. */
+  /** Counters of reloads and of password checks; without them nothing is exposed. */
   metrics?: WebMetrics;
+  /** Where passwords are checked; one is made (its worker started on the first check) when not given. */
+  verifier?: PasswordVerifier;
 }
 
 /**
@@ -548,6 +575,7 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
   private stamps: string;
   private lastError: string | undefined;
   readonly metrics: WebMetrics;
+  private readonly verifier: PasswordVerifier;
 
   constructor(
     readonly file: string,
@@ -556,8 +584,9 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
   ) {
     super();
     this.metrics = opts.metrics ?? createWebMetrics(new Registry());
+    this.verifier = opts.verifier ?? new PasswordVerifier(logger);
     this.config = loadWebConfig(file);
-    this.auth = new BasicAuth(this.config.users);
+    this.auth = new BasicAuth(this.config.users, this.verifier);
     this.stamps = stampsOf(this.config.files);
   }
 
@@ -599,9 +628,14 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
     if (next.digest === this.config.digest) return;
     const previous = this.config;
     this.config = next;
-    this.auth = new BasicAuth(next.users);
+    this.auth = new BasicAuth(next.users, this.verifier, this.auth);
     this.logger.info({ file: this.file, tls: Boolean(next.tls), users: next.users.size, headers: Object.keys(next.headers).length }, 'web config reloaded');
     this.emit('change', next, previous);
+  }
+
+  /** Stops the password worker, if one runs. */
+  close(): Promise<void> {
+    return this.verifier.close();
   }
 }
 

@@ -6,6 +6,7 @@ import { Counter, type Registry } from 'prom-client';
  */
 export interface WebMetrics {
   configReloads: Counter<'result'>;
+  passwordChecksRefused: Counter<'reason'>;
 }
 
 /** Declares the web layer's counters on `registry`, every label value at 0 so that alerts see the series from the start. */
@@ -18,7 +19,14 @@ export function createWebMetrics(registry: Registry): WebMetrics {
       labelNames: ['result'],
       registers,
     }),
+    passwordChecksRefused: new Counter({
+      name: 'docker_exporter_web_password_checks_refused_total',
+      help: 'Basic auth passwords not checked: queue_full when too many checks were waiting (answered 429), worker_failed when the bcrypt worker failed (answered 503).',
+      labelNames: ['reason'],
+      registers,
+    }),
   };
   for (const result of ['success', 'failure']) metrics.configReloads.inc({ result }, 0);
+  for (const reason of ['queue_full', 'worker_failed']) metrics.passwordChecksRefused.inc({ reason }, 0);
   return metrics;
 }

@@ -27,6 +27,7 @@ interface RequestOptions {
   key?: Buffer;
   auth?: string;
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  timeoutMs?: number;
 }
 
 /** One request on a fresh connection (no agent, no TLS session reuse), so each sees the server's current TLS setup. */
@@ -57,7 +58,7 @@ function request(url: string, opts: RequestOptions = {}): Promise<Answer> {
         res.on('error', reject);
       },
     );
-    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+    req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     req.end();
   });
@@ -267,6 +268,55 @@ describe('basic auth', () => {
     expect((await request(`${exporter.url}/metrics`, { auth: 'sighup:hup' })).status).toBe(200);
     expect((await request(`${exporter.url}/metrics`, { auth: 'prometheus:new password' })).status).toBe(401);
     expect(exporter.proc.exitCode).toBeNull();
+  });
+});
+
+describe('basic auth under a flood of wrong passwords', () => {
+  let exporter: RunningExporter;
+
+  beforeAll(async () => {
+    // Cost 10, as htpasswd -nBC 10 makes: the cost at which the flood stalled the process before.
+    const file = writeConfig('flood.yml', `basic_auth_users:\n  prometheus: ${bcrypt.hashSync('right', 10)}\n`);
+    exporter = await startExporter([...ENGINE_ONLY, '--web.config.file', file]);
+  });
+  afterAll(async () => {
+    expect(await exporter.stop()).toBe(0);
+  });
+
+  it('answers a scraper whose password it already checked at once while 300 wrong passwords arrive together', async () => {
+    const good = { auth: 'prometheus:right', timeoutMs: 120_000 };
+    // The first check of the right password pays for bcrypt; from then on it is remembered.
+    expect((await request(`${exporter.url}/metrics`, good)).status).toBe(200);
+    expect((await request(`${exporter.url}/metrics`, good)).status).toBe(200);
+
+    const started = performance.now();
+    const flood = Promise.all(Array.from({ length: 300 }, (_, i) => request(`${exporter.url}/metrics`, { auth: `prometheus:wrong-${i}`, timeoutMs: 120_000 })));
+    let floodMs: number | undefined;
+    void flood.then(() => (floodMs = performance.now() - started), () => (floodMs = performance.now() - started));
+    // Scrape as a scraper would, again and again until the flood is answered: a remembered password
+    // must not wait at the start of the flood, nor later, once wrong passwords have filled the cache.
+    const latencies: number[] = [];
+    await new Promise((r) => setTimeout(r, 100));
+    do {
+      const t = performance.now();
+      const scrape = await request(`${exporter.url}/metrics`, good);
+      latencies.push(performance.now() - t);
+      expect(scrape.status).toBe(200);
+      expect(scrape.body).toMatch(/^docker_up 1$/m);
+      await new Promise((r) => setTimeout(r, 100));
+    } while (floodMs === undefined);
+    const answers = await flood;
+    const statuses: Record<number, number> = {};
+    for (const a of answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
+    const sorted = [...latencies].sort((x, y) => x - y);
+    console.log(
+      `cached good scrape during 300 concurrent wrong passwords: slowest ${sorted.at(-1)!.toFixed(0)} ms, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms ` +
+        `over ${latencies.length} scrapes; the flood was answered in ${(floodMs! / 1000).toFixed(1)} s: ${JSON.stringify(statuses)}`,
+    );
+
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+    // Never let in, whichever way turned away.
+    expect(answers.every((a) => a.status === 401 || a.status === 429)).toBe(true);
   });
 });
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config.js';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -16,6 +16,7 @@ import {
   weakenings,
   type WebConfig,
 } from '../../src/web/web-config.js';
+import { PasswordVerifier } from '../../src/web/password-verifier.js';
 import { createWebMetrics } from '../../src/web/web-metrics.js';
 
 const DIR = new URL('../fixtures/web-config/', import.meta.url).pathname;
@@ -116,32 +117,34 @@ describe('basic auth', () => {
   // users.good.yml: prometheus / s3cret (cost 10, $2y$ from htpasswd), alice / hunter2 (cost 4, $2b$).
   const users = loadWebConfig(path.join(DIR, 'users.good.yml')).users;
   const header = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const verifier = new PasswordVerifier(pino({ level: 'silent' }));
+  afterAll(() => verifier.close());
 
   it('lets in the right password and nothing else', async () => {
-    const auth = new BasicAuth(users);
+    const auth = new BasicAuth(users, verifier);
     expect(auth.enabled).toBe(true);
-    expect(await auth.check(header('prometheus', 's3cret'))).toBe(true);
-    expect(await auth.check(header('alice', 'hunter2'))).toBe(true);
-    expect(await auth.check(header('prometheus', 'hunter2'))).toBe(false);
-    expect(await auth.check(header('alice', 's3cret'))).toBe(false);
-    expect(await auth.check(header('mallory', 's3cret'))).toBe(false);
-    expect(await auth.check(header('Prometheus', 's3cret'))).toBe(false);
-    expect(await auth.check(header('prometheus', 's3cret '))).toBe(false);
-    expect(await auth.check(undefined)).toBe(false);
-    expect(await auth.check('Bearer abc')).toBe(false);
-    expect(await auth.check('Basic !!!')).toBe(false);
-    expect(await auth.check(`Basic ${Buffer.from('no-colon').toString('base64')}`)).toBe(false);
+    expect(await auth.check(header('prometheus', 's3cret'))).toBe('ok');
+    expect(await auth.check(header('alice', 'hunter2'))).toBe('ok');
+    expect(await auth.check(header('prometheus', 'hunter2'))).toBe('denied');
+    expect(await auth.check(header('alice', 's3cret'))).toBe('denied');
+    expect(await auth.check(header('mallory', 's3cret'))).toBe('denied');
+    expect(await auth.check(header('Prometheus', 's3cret'))).toBe('denied');
+    expect(await auth.check(header('prometheus', 's3cret '))).toBe('denied');
+    expect(await auth.check(undefined)).toBe('denied');
+    expect(await auth.check('Bearer abc')).toBe('denied');
+    expect(await auth.check('Basic !!!')).toBe('denied');
+    expect(await auth.check(`Basic ${Buffer.from('no-colon').toString('base64')}`)).toBe('denied');
     // Remembered results must not change the answer.
-    expect(await auth.check(header('prometheus', 's3cret'))).toBe(true);
-    expect(await auth.check(header('mallory', 's3cret'))).toBe(false);
-    expect(new BasicAuth(new Map()).enabled).toBe(false);
+    expect(await auth.check(header('prometheus', 's3cret'))).toBe('ok');
+    expect(await auth.check(header('mallory', 's3cret'))).toBe('denied');
+    expect(new BasicAuth(new Map(), verifier).enabled).toBe(false);
   });
 
   it('spends a full bcrypt compare on unknown users, so timing does not reveal who exists', async () => {
-    const auth = new BasicAuth(users);
+    const auth = new BasicAuth(users, verifier);
     const timeOf = async (h: string): Promise<number> => {
       const started = performance.now();
-      expect(await auth.check(h)).toBe(false);
+      expect(await auth.check(h)).toBe('denied');
       return performance.now() - started;
     };
     // Fresh passwords each time: a remembered result would skip bcrypt.
