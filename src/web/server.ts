@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
-import { checkClientCert, clientCertOptions, secureContextOptions, WebConfigSource, type WebConfig } from './web-config.js';
+import { checkClientCert, clientCertOptions, secureContextOptions, WebConfigSource, type AuthResult, type WebConfig } from './web-config.js';
+import type { WebMetrics } from './web-metrics.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -42,6 +43,8 @@ export interface WebOptions {
   logger: Logger;
   /** `--web.config.file`: TLS, basic auth and headers, re-read when it changes. */
   configFile?: string;
+  /** The web layer's counters (createWebMetrics on the app's registry); without them they are kept but not exposed. */
+  metrics?: WebMetrics;
 }
 
 export interface WebServer {
@@ -77,12 +80,16 @@ class RateLimiter {
   }
 }
 
+/** A full password queue is logged at most this often; the counter has every refusal. */
+const BUSY_LOG_INTERVAL_MS = 60_000;
+
 /**
  * Headers, rate limit and basic auth from the web config, before any route: like toolkit, every
  * path (also /healthz) is behind the same authentication.
  */
 function guard(source: WebConfigSource, logger: Logger) {
   let limiter: { config: WebConfig; limiter: RateLimiter | undefined } | undefined;
+  let busyLoggedAt = -Infinity;
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     source.refresh();
     const config = source.current;
@@ -94,13 +101,29 @@ function guard(source: WebConfigSource, logger: Logger) {
     }
     const auth = source.basicAuth;
     if (!auth.enabled) return next();
-    let ok = false;
+    let result: AuthResult;
     try {
-      ok = await auth.check(req.get('authorization'));
+      result = await auth.check(req.get('authorization'));
     } catch (err) {
-      logger.error({ err: (err as Error).message }, 'basic auth check failed');
+      // Fail closed. The worker's death is logged where it happens, once; each refusal is counted.
+      source.metrics.passwordChecksRefused.inc({ reason: 'worker_failed' });
+      logger.debug({ err: (err as Error).message, path: req.path }, 'basic auth check failed');
+      res.set('Retry-After', '1');
+      res.status(503).type('text/plain').send('Service Unavailable: the password check failed\n');
+      return;
     }
-    if (ok) return next();
+    if (result === 'ok') return next();
+    if (result === 'busy') {
+      // Refused before any compare, whoever it claims to be: the answer tells nothing about users.
+      source.metrics.passwordChecksRefused.inc({ reason: 'queue_full' });
+      if (performance.now() - busyLoggedAt >= BUSY_LOG_INTERVAL_MS) {
+        busyLoggedAt = performance.now();
+        logger.warn({ remote: req.socket.remoteAddress }, 'password checks refused with 429: too many waiting for bcrypt (counted in docker_exporter_web_password_checks_refused_total)');
+      }
+      res.set('Retry-After', '1');
+      res.status(429).type('text/plain').send('Too Many Requests\n');
+      return;
+    }
     logger.debug({ path: req.path, remote: req.socket.remoteAddress }, 'basic auth refused');
     res.set('WWW-Authenticate', 'Basic');
     res.status(401).type('text/plain').send('Unauthorized\n');
@@ -202,7 +225,7 @@ function httpsServer(source: WebConfigSource, app: express.Express, logger: Logg
 
 /** Starts serving; resolves once the port is bound. Throws WebConfigError for a bad --web.config.file. */
 export async function startWebServer(opts: WebOptions, handlers: WebHandlers): Promise<WebServer> {
-  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger) : undefined;
+  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger, { metrics: opts.metrics }) : undefined;
   const app = createWebApp(opts, handlers, source);
   const server = source?.current.tls ? httpsServer(source, app, opts.logger) : http.createServer(app);
   // A scraper that never reads must not hold a socket forever.
@@ -228,7 +251,8 @@ export async function startWebServer(opts: WebOptions, handlers: WebHandlers): P
     close: () =>
       new Promise<void>((resolve) => {
         if (source) reloadable.delete(source);
-        server.close(() => resolve());
+        // The password worker, if one was started, goes with the server.
+        server.close(() => resolve(source?.close()));
         server.closeIdleConnections();
         // Keep-alive scrapers would otherwise hold close() open.
         setTimeout(() => server.closeAllConnections(), 1000).unref();

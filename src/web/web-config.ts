@@ -4,20 +4,20 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import tls from 'node:tls';
-import type BcryptModule from 'bcryptjs';
-import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
+import { PasswordVerifier } from './password-verifier.js';
+import { createWebMetrics, type WebMetrics } from './web-metrics.js';
 
 // Loaded on first use: most installations have no web config file, and the YAML parser alone is
-// ~8 MB of the exporter's resident memory (bcryptjs ~2 MB more). Synchronous, as the file is read.
+// ~8 MB of the exporter's resident memory. Synchronous, as the file is read. (bcryptjs, ~2 MB more,
+// is loaded by the password worker only, when a password is first checked.)
 const requireLazily = createRequire(import.meta.url);
 let yamlModule: typeof YamlModule | undefined;
-let bcryptModule: typeof BcryptModule | undefined;
 const YAML = (): typeof YamlModule => (yamlModule ??= requireLazily('yaml') as typeof YamlModule);
-const bcrypt = (): typeof BcryptModule => (bcryptModule ??= requireLazily('bcryptjs') as typeof BcryptModule);
 
 /**
  * The `--web.config.file` format of the Prometheus exporter-toolkit
@@ -180,6 +180,7 @@ class Reader {
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (Buffer.isBuffer(value)) return 'binary data';
   if (typeof value === 'object') return 'a mapping';
@@ -304,12 +305,13 @@ function parseUsers(r: Reader, raw: unknown): Map<string, string> {
 
 function isBcryptHash(hash: string): boolean {
   if (!/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
-  try {
-    const rounds = bcrypt().getRounds(hash);
-    return rounds >= 4 && rounds <= 31;
-  } catch {
-    return false;
-  }
+  const rounds = costOf(hash);
+  return rounds >= 4 && rounds <= 31;
+}
+
+/** The cost of a hash isBcryptHash accepted (`$2b$10$…` → 10), read without loading bcryptjs. */
+function costOf(hash: string): number {
+  return Number(hash.slice(4, 6));
 }
 
 function parseHttp(r: Reader, raw: unknown): { headers: Record<string, string> } {
@@ -348,6 +350,7 @@ function parseRateLimit(r: Reader, raw: unknown): WebConfig['rateLimit'] {
     r.fail(`${w}.interval`, (err as Error).message);
   }
   const burst = l.burst;
+  if (burst === undefined || burst === null) r.fail(`${w}.burst`, 'is missing: interval needs burst, the number of requests let through at once (e.g. burst: 10)');
   if (typeof burst !== 'number' || !Number.isInteger(burst) || burst < 1) r.fail(`${w}.burst`, `must be a whole number of at least 1, got ${describe(burst)}`);
   if (intervalMs <= 0) r.fail(`${w}.interval`, 'must be greater than zero');
   r.hash.update(`rate\0${intervalMs}\0${burst}\0`);
@@ -433,50 +436,76 @@ export function checkClientCert(t: TlsSettings, socket: tls.TLSSocket): string |
 /** Cost of the configured hashes, so that the dummy compare for an unknown user takes as long as a real one. */
 function dummyHash(users: Map<string, string>): string {
   let cost = 10;
-  if (users.size > 0) cost = Math.max(...[...users.values()].map((h) => bcrypt().getRounds(h)));
+  if (users.size > 0) cost = Math.max(...[...users.values()].map(costOf));
   // Any well-formed hash will do: it only has to cost the same; it can never match (the user is unknown).
   return `$2b$${String(cost).padStart(2, '0')}$${'N9qo8uLOickgx2ZMRZoMye'}${'IjZAgcfl7p92ldGxad68LJZdL17lhWy'}`;
 }
 
-/** Successful and failed checks remembered, as toolkit does: bcrypt is slow by design, scrapes are frequent. */
+/** Name and password pairs remembered, each way, as toolkit does: bcrypt is slow by design, scrapes are frequent. */
 const AUTH_CACHE_SIZE = 100;
-/** bcrypt runs one at a time: a flood of wrong passwords must not take every core. */
-const bcryptSlot = pLimit(1);
+
+/** What a basic auth check found: let in, turn away (401), or not checked as too many are waiting (429). */
+export type AuthResult = 'ok' | 'denied' | 'busy';
 
 /**
  * Checks `Authorization: Basic` headers against the configured users. Every check of a name and
- * password not seen recently costs one bcrypt compare, also for a user that does not exist (against
- * a dummy hash of the same cost), so response time does not tell which users exist; bcryptjs
- * compares the final hashes in constant time.
+ * password not seen recently costs one bcrypt compare in the verifier's worker, also for a user
+ * that does not exist (against a dummy hash of the same cost), so response time does not tell which
+ * users exist. Pairs known to be right are answered at once, without the worker or its queue, and
+ * are kept apart from wrong ones: a flood of wrong passwords can neither delay nor evict them.
  */
 export class BasicAuth {
-  private readonly cache = new Map<string, boolean>();
+  /** Digest of user, hash and password → who it is; the most recently used last. */
+  private readonly good = new Map<string, { user: string; hash: string }>();
+  private readonly bad = new Set<string>();
+  /** Checks running now: the same pair sent by many requests at once costs one compare. */
+  private readonly inflight = new Map<string, Promise<boolean | 'busy'>>();
   private readonly dummy: string;
 
-  constructor(private readonly users: Map<string, string>) {
+  /** `previous`: the instance this one replaces on a reload; its right pairs stay right while the user's hash is unchanged. */
+  constructor(
+    private readonly users: Map<string, string>,
+    private readonly verifier: PasswordVerifier,
+    previous?: BasicAuth,
+  ) {
     this.dummy = dummyHash(users);
+    for (const [key, who] of previous?.good ?? []) if (users.get(who.user) === who.hash) this.good.set(key, who);
   }
 
   get enabled(): boolean {
     return this.users.size > 0;
   }
 
-  /** Whether the header carries a configured user's right password. */
-  async check(authorization: string | undefined): Promise<boolean> {
+  /** Whether the header carries a configured user's right password. Rejects when the worker failed: never let in then. */
+  async check(authorization: string | undefined): Promise<AuthResult> {
     const creds = parseBasicAuth(authorization);
-    if (!creds) return false;
+    if (!creds) return 'denied';
     const known = this.users.get(creds.user);
     const hash = known ?? this.dummy;
     // The key holds a digest, not the password itself.
     const key = createHash('sha256').update(creds.user).update('\0').update(hash).update('\0').update(creds.password).digest('hex');
-    let ok = this.cache.get(key);
-    if (ok === undefined) {
-      const match = await bcryptSlot(() => bcrypt().compare(creds.password, hash));
-      ok = known !== undefined && match;
-      if (this.cache.size >= AUTH_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(key, ok);
+    const who = this.good.get(key);
+    if (who) {
+      this.good.delete(key);
+      this.good.set(key, who);
+      return 'ok';
     }
-    return ok;
+    if (this.bad.has(key)) return 'denied';
+    let running = this.inflight.get(key);
+    if (!running) {
+      running = this.verifier.verify(creds.password, hash).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, running);
+    }
+    const match = await running;
+    if (match === 'busy') return 'busy';
+    if (known !== undefined && match) {
+      if (this.good.size >= AUTH_CACHE_SIZE) this.good.delete(this.good.keys().next().value!);
+      this.good.set(key, { user: creds.user, hash });
+      return 'ok';
+    }
+    if (this.bad.size >= AUTH_CACHE_SIZE) this.bad.delete(this.bad.values().next().value!);
+    this.bad.add(key);
+    return 'denied';
   }
 }
 
@@ -495,25 +524,69 @@ interface SourceEvents {
   change: [next: WebConfig, previous: WebConfig];
 }
 
+/** Client-certificate modes that turn away a client without a certificate. */
+const REQUIRES_CERT: readonly ClientAuthType[] = ['RequireAnyClientCert', 'RequireAndVerifyClientCert'];
+/** Client-certificate modes that check a certificate against client_ca_file. */
+const VERIFIES_CERT: readonly ClientAuthType[] = ['VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'];
+
+/**
+ * What `next` would turn off that the running config has: basic auth, TLS, requiring or verifying
+ * client certificates, a SAN allow-list. Empty when it may replace it while running. An editor or a
+ * config tool writes an empty or half-written file for an instant, and that must not open the
+ * endpoint; changing users, passwords, certificates, CAs or headers is fine.
+ */
+export function weakenings(running: WebConfig, next: WebConfig): string[] {
+  const found: string[] = [];
+  if (running.users.size > 0 && next.users.size === 0) found.push('it has no basic_auth_users, which would turn basic auth off');
+  const [was, now] = [running.tls, next.tls];
+  if (was && !now) found.push('it has no tls_server_config, which would turn TLS off');
+  if (was && now) {
+    if (REQUIRES_CERT.includes(was.clientAuth) && !REQUIRES_CERT.includes(now.clientAuth)) {
+      found.push(`client_auth_type ${now.clientAuth} would let in clients without a certificate, which ${was.clientAuth} turns away`);
+    }
+    if (VERIFIES_CERT.includes(was.clientAuth) && !VERIFIES_CERT.includes(now.clientAuth)) {
+      found.push(`client_auth_type ${now.clientAuth} would stop verifying client certificates against client_ca_file, which ${was.clientAuth} does`);
+    }
+    if (was.clientAllowedSans && !now.clientAllowedSans) {
+      found.push('it has no client_allowed_sans, which would let in any certificate the CA signed');
+    }
+  }
+  return found;
+}
+
+/** What a WebConfigSource takes besides its file and logger. */
+export interface WebConfigSourceOptions {
+  /** Counters of reloads and of password checks; without them nothing is exposed. */
+  metrics?: WebMetrics;
+  /** Where passwords are checked; one is made (its worker started on the first check) when not given. */
+  verifier?: PasswordVerifier;
+}
+
 /**
  * The current web config of a running server: re-read when the file or a file it names changes
- * (a cheap stat of each, checked on every connection and request) or on `reload()` (SIGHUP). A file
- * that became bad is logged once and the last good config stays in force, as does a change that
- * would switch between HTTP and HTTPS, which needs a restart.
+ * (a cheap stat of each, checked on every connection and request) or on `refresh(true)` (SIGHUP).
+ * A file that became bad, or that would turn off basic auth, TLS or client-certificate checks the
+ * running config has, is refused: logged once at warn, counted, and the last good config stays in
+ * force. So is a change between HTTP and HTTPS. Turning protection off takes a restart.
  */
 export class WebConfigSource extends EventEmitter<SourceEvents> {
   private config: WebConfig;
   private auth: BasicAuth;
   private stamps: string;
   private lastError: string | undefined;
+  readonly metrics: WebMetrics;
+  private readonly verifier: PasswordVerifier;
 
   constructor(
     readonly file: string,
     private readonly logger: Logger,
+    opts: WebConfigSourceOptions = {},
   ) {
     super();
+    this.metrics = opts.metrics ?? createWebMetrics(new Registry());
+    this.verifier = opts.verifier ?? new PasswordVerifier(logger);
     this.config = loadWebConfig(file);
-    this.auth = new BasicAuth(this.config.users);
+    this.auth = new BasicAuth(this.config.users, this.verifier);
     this.stamps = stampsOf(this.config.files);
   }
 
@@ -533,24 +606,36 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
     let next: WebConfig;
     try {
       next = loadWebConfig(this.file);
-      if (Boolean(next.tls) !== Boolean(this.config.tls)) {
-        throw new WebConfigError(`--web.config.file ${this.file}: switching between HTTP and HTTPS needs a restart`);
+      if (!this.config.tls && next.tls) {
+        throw new WebConfigError(`--web.config.file ${this.file}: switching from HTTP to HTTPS needs a restart`);
+      }
+      const weaker = weakenings(this.config, next);
+      if (weaker.length > 0) {
+        throw new WebConfigError(`--web.config.file ${this.file}: refused while running: ${weaker.join('; ')}; turning that off takes a restart`);
       }
     } catch (err) {
+      this.metrics.configReloads.inc({ result: 'failure' });
       const message = (err as Error).message;
-      if (message !== this.lastError) this.logger.error({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
+      // Warn, not error: the exporter goes on serving exactly as before.
+      if (message !== this.lastError) this.logger.warn({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
       this.lastError = message;
       return;
     }
+    this.metrics.configReloads.inc({ result: 'success' });
     this.lastError = undefined;
     // Files it names may have changed too (a new cert_file): watch the new set from now on.
     this.stamps = stampsOf(next.files);
     if (next.digest === this.config.digest) return;
     const previous = this.config;
     this.config = next;
-    this.auth = new BasicAuth(next.users);
+    this.auth = new BasicAuth(next.users, this.verifier, this.auth);
     this.logger.info({ file: this.file, tls: Boolean(next.tls), users: next.users.size, headers: Object.keys(next.headers).length }, 'web config reloaded');
     this.emit('change', next, previous);
+  }
+
+  /** Stops the password worker, if one runs. */
+  close(): Promise<void> {
+    return this.verifier.close();
   }
 }
 

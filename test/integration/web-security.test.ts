@@ -27,6 +27,7 @@ interface RequestOptions {
   key?: Buffer;
   auth?: string;
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  timeoutMs?: number;
 }
 
 /** One request on a fresh connection (no agent, no TLS session reuse), so each sees the server's current TLS setup. */
@@ -57,7 +58,7 @@ function request(url: string, opts: RequestOptions = {}): Promise<Answer> {
         res.on('error', reject);
       },
     );
-    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+    req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     req.end();
   });
@@ -159,17 +160,40 @@ ${extra}http_server_config:
     expect(res.peer?.subject.CN).toBe('exporter two');
     expect(await refused(`${url}/metrics`, { ...client, maxVersion: 'TLSv1.2' })).toBeTruthy();
 
-    // Relaxed to no client certificate: a client without one now gets in.
-    writeConfig('mtls.yml', 'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n');
-    const open = await request(`${url}/metrics`, { ca: read('ca.pem') });
-    expect(open.status).toBe(200);
-    expect(open.peer?.subject.CN).toBe('exporter one');
-    // The headers went with the old file.
-    expect(open.headers['x-frame-options']).toBeUndefined();
+    // Back to the first certificate, with other headers: applied.
+    writeConfig('mtls.yml', mtlsConfig('server').replace('X-Frame-Options: deny', 'X-Frame-Options: sameorigin'));
+    const back = await request(`${url}/metrics`, client);
+    expect(back.status).toBe(200);
+    expect(back.peer?.subject.CN).toBe('exporter one');
+    expect(back.headers['x-frame-options']).toBe('sameorigin');
+    expect(exporter.proc.exitCode).toBeNull();
+  });
 
+  it('refuses a file that would stop asking for client certificates, or turn TLS off: that takes a restart', async () => {
+    const client = { ca: read('ca.pem'), cert: read('client.pem'), key: read('client-key.pem') };
+    const before = exporter.logs.length;
+    for (const weaker of [
+      'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n',
+      'tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAnyClientCert\n',
+      '',
+      '# being rewritten\n',
+    ]) {
+      writeConfig('mtls.yml', weaker);
+      expect(await refused(`${url}/metrics`, { ca: read('ca.pem') })).toBeTruthy();
+      expect(await refused(`${url}/metrics`, { ca: read('ca.pem'), cert: read('rogue.pem'), key: read('rogue-key.pem') })).toBeTruthy();
+      const ok = await request(`${url}/metrics`, client);
+      expect(ok.status).toBe(200);
+      expect(ok.headers['x-frame-options']).toBe('sameorigin');
+    }
+    const refusals = exporter.logs.slice(before).filter((l) => l.includes('web config not reloaded; keeping the last good one'));
+    for (const line of refusals) {
+      expect(line).toContain('"level":40');
+      expect(line).toContain('takes a restart');
+    }
+    expect(refusals).toHaveLength(3);
+    // The finished file applies as usual.
     writeConfig('mtls.yml', mtlsConfig('server'));
-    expect(await refused(`${url}/metrics`, { ca: read('ca.pem') })).toBeTruthy();
-    expect((await request(`${url}/metrics`, client)).status).toBe(200);
+    expect((await request(`${url}/metrics`, client)).headers['x-frame-options']).toBe('deny');
     expect(exporter.proc.exitCode).toBeNull();
   });
 });
@@ -217,8 +241,22 @@ describe('basic auth', () => {
     }
     const errors = exporter.logs.filter((l) => l.includes('web config not reloaded; keeping the last good one'));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain('"level":50');
+    expect(errors[0]).toContain('"level":40');
     expect(errors[0]).toContain('basic_auth_users.prometheus: is not a bcrypt hash');
+  });
+
+  it('refuses a file that would turn basic auth off (empty, comment-only, users removed): that takes a restart', async () => {
+    const before = exporter.logs.length;
+    for (const weaker of ['', '# rewritten by config management\n', 'http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n']) {
+      writeConfig('auth.yml', weaker);
+      expect((await request(`${exporter.url}/metrics`)).status).toBe(401);
+      expect((await request(`${exporter.url}/metrics`, { auth: 'prometheus:new password' })).status).toBe(200);
+    }
+    const refusals = exporter.logs.slice(before).filter((l) => l.includes('web config not reloaded; keeping the last good one'));
+    // One line per distinct reason: all three files remove basic auth.
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toContain('"level":40');
+    expect(refusals[0]).toContain('refused while running: it has no basic_auth_users, which would turn basic auth off; turning that off takes a restart');
   });
 
   it('re-reads the file on SIGHUP, with no request to notice the change', async () => {
@@ -230,6 +268,55 @@ describe('basic auth', () => {
     expect((await request(`${exporter.url}/metrics`, { auth: 'sighup:hup' })).status).toBe(200);
     expect((await request(`${exporter.url}/metrics`, { auth: 'prometheus:new password' })).status).toBe(401);
     expect(exporter.proc.exitCode).toBeNull();
+  });
+});
+
+describe('basic auth under a flood of wrong passwords', () => {
+  let exporter: RunningExporter;
+
+  beforeAll(async () => {
+    // Cost 10, as htpasswd -nBC 10 makes: the cost at which the flood stalled the process before.
+    const file = writeConfig('flood.yml', `basic_auth_users:\n  prometheus: ${bcrypt.hashSync('right', 10)}\n`);
+    exporter = await startExporter([...ENGINE_ONLY, '--web.config.file', file]);
+  });
+  afterAll(async () => {
+    expect(await exporter.stop()).toBe(0);
+  });
+
+  it('answers a scraper whose password it already checked at once while 300 wrong passwords arrive together', async () => {
+    const good = { auth: 'prometheus:right', timeoutMs: 120_000 };
+    // The first check of the right password pays for bcrypt; from then on it is remembered.
+    expect((await request(`${exporter.url}/metrics`, good)).status).toBe(200);
+    expect((await request(`${exporter.url}/metrics`, good)).status).toBe(200);
+
+    const started = performance.now();
+    const flood = Promise.all(Array.from({ length: 300 }, (_, i) => request(`${exporter.url}/metrics`, { auth: `prometheus:wrong-${i}`, timeoutMs: 120_000 })));
+    let floodMs: number | undefined;
+    void flood.then(() => (floodMs = performance.now() - started), () => (floodMs = performance.now() - started));
+    // Scrape as a scraper would, again and again until the flood is answered: a remembered password
+    // must not wait at the start of the flood, nor later, once wrong passwords have filled the cache.
+    const latencies: number[] = [];
+    await new Promise((r) => setTimeout(r, 100));
+    do {
+      const t = performance.now();
+      const scrape = await request(`${exporter.url}/metrics`, good);
+      latencies.push(performance.now() - t);
+      expect(scrape.status).toBe(200);
+      expect(scrape.body).toMatch(/^docker_up 1$/m);
+      await new Promise((r) => setTimeout(r, 100));
+    } while (floodMs === undefined);
+    const answers = await flood;
+    const statuses: Record<number, number> = {};
+    for (const a of answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
+    const sorted = [...latencies].sort((x, y) => x - y);
+    console.log(
+      `cached good scrape during 300 concurrent wrong passwords: slowest ${sorted.at(-1)!.toFixed(0)} ms, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms ` +
+        `over ${latencies.length} scrapes; the flood was answered in ${(floodMs! / 1000).toFixed(1)} s: ${JSON.stringify(statuses)}`,
+    );
+
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+    // Never let in, whichever way turned away.
+    expect(answers.every((a) => a.status === 401 || a.status === 429)).toBe(true);
   });
 });
 
