@@ -11,6 +11,7 @@ import { LoopHealth } from './loop-health.js';
 import { Orchestrator } from './orchestrator.js';
 import { REVISION, VERSION } from './version.js';
 import { startWebServer, type WebServer } from './web/server.js';
+import { createWebMetrics } from './web/web-metrics.js';
 
 /** prom-client defaults that are gauges named `_total`, which `promtool check metrics` rejects. */
 const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
@@ -40,6 +41,7 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
   }).set({ version: VERSION, revision: REVISION, nodejs_version: process.versions.node }, 1);
 
   const metrics = createExporterMetrics(registry);
+  const webMetrics = createWebMetrics(registry);
   const docker = new DockerClient(config.docker, metrics, logger.child({ component: 'docker' }));
   const health = new LoopHealth();
   const inventory = new Inventory({ config, docker, logger, metrics, health });
@@ -66,7 +68,7 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
       if (needsInventory) inventory.start();
       orchestrator.start();
       web = await startWebServer(
-        { ...config.web, version: VERSION, logger },
+        { ...config.web, version: VERSION, logger, metrics: webMetrics },
         { metrics: (format) => orchestrator.render(format), ready, live: () => health.report() },
       );
       return { port: web.port };

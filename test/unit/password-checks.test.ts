@@ -183,7 +183,7 @@ describe('the HTTP answers of password checks', () => {
     const source = new WebConfigSource(file, logger, { metrics: createWebMetrics(registry), verifier: v });
     const app = createWebApp(
       { listenHost: '127.0.0.1', listenPort: 0, telemetryPath: '/metrics', version: 'test', logger },
-      { metrics: async () => ({ contentType: 'text/plain', body: Buffer.from('up 1\n') }), ready: async () => ({ ready: true, detail: 'ok' }) },
+      { metrics: async () => ({ contentType: 'text/plain', body: Buffer.from('up 1\n') }), ready: async () => ({ ready: true, detail: 'ok' }), live: () => ({ live: true, detail: 'ok' }) },
       source,
     );
     const server = http.createServer(app);
