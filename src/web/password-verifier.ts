@@ -39,7 +39,15 @@ export interface VerifierOptions {
   restartDelayMs?: number;
   /** The worker's program, for tests of a failing worker. */
   program?: string;
+  /**
+   * A worker with checks waiting that answers none for this long is taken as dead (a hung thread
+   * would otherwise hold the queue full, and every new password would get 429 until a restart).
+   */
+  stallMs?: number;
 }
+
+/** Far past one compare at any cost a web config may hold in practice (cost 14: ~1.5 s). */
+const DEFAULT_STALL_MS = 30_000;
 
 interface Pending {
   resolve: (match: boolean) => void;
@@ -63,7 +71,11 @@ export class PasswordVerifier {
   private nextId = 0;
   private diedAt = -Infinity;
   private idleTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** Why a worker failed, for the log line of its exit. */
+  private readonly failures = new WeakMap<Worker, string>();
   private closed = false;
+  private readonly stallMs: number;
   private readonly maxPending: number;
   private readonly idleMs: number;
   private readonly restartDelayMs: number;
@@ -77,6 +89,7 @@ export class PasswordVerifier {
     this.idleMs = opts.idleMs ?? 60_000;
     this.restartDelayMs = opts.restartDelayMs ?? 1000;
     this.program = opts.program ?? PROGRAM;
+    this.stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
   }
 
   /** Checks waiting for or in the worker now. */
@@ -106,6 +119,7 @@ export class PasswordVerifier {
     return new Promise<boolean>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ id, password, hash });
+      if (this.pending.size === 1) this.watch(worker);
     });
   }
 
@@ -113,6 +127,7 @@ export class PasswordVerifier {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.stallTimer);
     const worker = this.worker;
     this.worker = undefined;
     this.failPending(new Error('password verifier closed'));
@@ -138,7 +153,6 @@ export class PasswordVerifier {
     }
     // Never what keeps the process alive: it only ever answers requests.
     worker.unref();
-    let failure: string | undefined;
     worker.on('message', (reply: Reply) => {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
@@ -150,14 +164,18 @@ export class PasswordVerifier {
       } else {
         waiting.resolve(reply.match === true);
       }
-      if (this.pending.size === 0) this.idleTimer = setTimeout(() => this.stopIdle(worker), this.idleMs).unref();
+      // An answer is progress: the stall clock starts again for the checks still waiting.
+      if (this.pending.size > 0) this.watch(worker);
+      else {
+        clearTimeout(this.stallTimer);
+        this.idleTimer = setTimeout(() => this.stopIdle(worker), this.idleMs).unref();
+      }
     });
-    worker.on('error', (err) => {
-      failure = err.message;
-    });
+    worker.on('error', (err) => void this.failures.set(worker, err.message));
     worker.on('exit', (code) => {
       // Stopped on purpose (idle, closed) or already replaced: nothing failed.
       if (this.worker !== worker) return;
+      const failure = this.failures.get(worker);
       this.worker = undefined;
       this.diedAt = performance.now();
       this.logger.error({ err: failure ?? `exited with code ${code}`, failedChecks: this.pending.size }, 'bcrypt worker died; its checks fail closed and a new worker starts on a later check');
@@ -165,6 +183,17 @@ export class PasswordVerifier {
     });
     this.worker = worker;
     return worker;
+  }
+
+  /** Takes `worker` as dead if it answers none of the waiting checks within stallMs from now. */
+  private watch(worker: Worker): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      if (this.worker !== worker || this.pending.size === 0) return;
+      this.failures.set(worker, `no answer for ${this.stallMs} ms with ${this.pending.size} checks waiting`);
+      // Its 'exit' then fails the waiting checks and lets a later check start another worker.
+      void worker.terminate();
+    }, this.stallMs).unref();
   }
 
   private stopIdle(worker: Worker): void {

@@ -98,6 +98,17 @@ describe('PasswordVerifier (bcrypt in a worker thread)', () => {
     expect(deaths[0]).toMatchObject({ level: 50, err: 'boom', failedChecks: 2 });
   });
 
+  it('takes a worker that answers nothing past its stall bound as dead: its checks fail closed, the next worker answers', async () => {
+    const { logger, lines } = logged();
+    const v = verifier({ program: FAKE_WORKER, restartDelayMs: 0, stallMs: 200, maxPending: 2 }, logger);
+    const stuck = [v.verify('hang', 'h'), v.verify('hang', 'h')];
+    // A hung worker would hold the queue full for good: every new password refused.
+    expect(await v.verify('right', 'h')).toBe('busy');
+    for (const p of stuck) await expect(p).rejects.toThrow('bcrypt worker died: no answer for 200 ms with 2 checks waiting');
+    expect(await v.verify('right', 'h')).toBe(true);
+    expect(lines.filter((l) => l.msg === 'bcrypt worker died; its checks fail closed and a new worker starts on a later check')).toHaveLength(1);
+  });
+
   it('stops an idle worker and starts another on the next check', async () => {
     const v = verifier({ idleMs: 50 });
     expect(await v.verify('hunter2', ALICE)).toBe(true);
