@@ -437,6 +437,9 @@ export class DockerClient {
         response?.destroy();
         leave();
         if (caller?.aborted) {
+          // Ended by its caller (a collector stopping, a container gone): logged, not counted as
+          // the engine's failure.
+          this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 0, ms: ms(), err: 'aborted by the exporter' }, 'engine request failed');
           reject(caller.reason instanceof Error ? caller.reason : err);
           return;
         }
