@@ -52,7 +52,7 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
 
   async function ready(): Promise<{ ready: boolean; detail: string }> {
     try {
-      await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(config.docker.timeoutMs, PING_TIMEOUT_MS) });
+      await docker.get('ping', { timeoutMs: Math.min(config.docker.timeoutMs, PING_TIMEOUT_MS) });
       return { ready: true, detail: `engine API ${docker.apiVersion ?? '?'} at ${config.docker.host}` };
     } catch (err) {
       return { ready: false, detail: `engine at ${config.docker.host} does not answer: ${(err as Error).message}` };

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { DockerClient } from '../docker/client.js';
+import type { EngineApi } from '../docker/client.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import type { LoopHealth } from '../loop-health.js';
@@ -13,7 +13,7 @@ export type CollectorName = (typeof COLLECTOR_NAMES)[number];
 /** What every collector may use; each takes only what it needs. */
 export interface CollectorDeps {
   config: Config;
-  docker: DockerClient;
+  docker: EngineApi;
   inventory: Inventory;
   /** Register this collector's metrics here (a fresh registry per app instance, never the global one). */
   registry: Registry;

@@ -2,6 +2,7 @@ import { Gauge } from 'prom-client';
 import { SeriesMetric } from '../exposition.js';
 import { Backoff } from '../backoff.js';
 import { compareApiVersions } from '../docker/client.js';
+import { EngineTimeout } from '../docker/errors.js';
 import { DISK_USAGE_KINDS, parseDiskUsage, type DiskUsage } from '../parse/df.js';
 import { PayloadError } from '../parse/guards.js';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collector.js';
@@ -113,9 +114,9 @@ class DfCollector implements Collector {
     let nextDelay = intervalMs;
     try {
       // The query depends on the API version, which the client learns on its first request.
-      if (docker.apiVersion === undefined) await docker.get('/_ping', '/_ping', { signal: controller.signal, timeoutMs });
+      if (docker.apiVersion === undefined) await docker.get('ping', { signal: controller.signal, timeoutMs });
       const query = dfQuery(docker.apiVersion ?? '1.41');
-      const payload = await docker.get<unknown>('/system/df', '/system/df', { query, signal: controller.signal, timeoutMs });
+      const payload = await docker.get<unknown>('df', { query, signal: controller.signal, timeoutMs });
       const usage = parseDiskUsage(payload);
       this.last = usage;
       this.lastSuccess.set(Date.now() / 1000);
@@ -129,7 +130,7 @@ class DfCollector implements Collector {
       this.outcome = { success: false, durationSeconds: durationMs / 1000 };
       const message = (err as Error).message;
       if (err instanceof PayloadError) metrics.parseErrors.inc({ source: 'df' });
-      const timedOut = durationMs >= timeoutMs;
+      const timedOut = err instanceof EngineTimeout;
       // Timeouts are one failure whichever request hit them; other failures are told apart by message.
       const key = timedOut ? 'timeout' : message;
       if (this.failing !== key) {

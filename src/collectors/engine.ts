@@ -59,7 +59,7 @@ export const engineCollector: CollectorModule = {
     const refresh = async (): Promise<void> => {
       const pass = health.begin('engine-info', 2 * config.docker.timeoutMs);
       try {
-        apply(await docker.get('/info', '/info'));
+        apply(await docker.get('info'));
         infoAt = performance.now();
         infoError = undefined;
       } catch (err) {
@@ -107,7 +107,7 @@ export const engineCollector: CollectorModule = {
     return {
       async update() {
         try {
-          await docker.get('/_ping', '/_ping', { timeoutMs: Math.min(PING_TIMEOUT_MS, config.docker.timeoutMs) });
+          await docker.get('ping', { timeoutMs: Math.min(PING_TIMEOUT_MS, config.docker.timeoutMs) });
         } catch (err) {
           up.set(0);
           forget();

@@ -1,8 +1,8 @@
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Gauge } from 'prom-client';
 import { Backoff, sleep } from '../backoff.js';
-import { isNotFound } from '../docker/client.js';
+import { isNotFound } from '../docker/errors.js';
 import { readNdjson } from '../docker/ndjson.js';
 import { SeriesMetric } from '../exposition.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
@@ -264,10 +264,10 @@ export class StatsCollector implements Collector {
     const log = logger.child({ collector: 'stats', id: t.id });
     const backoff = new Backoff();
     while (!signal.aborted) {
-      let res: IncomingMessage | undefined;
+      let res: Readable | undefined;
       let received = false;
       try {
-        res = await docker.stream('/containers/{id}/stats', `/containers/${t.id}/stats`, { query: { stream: true }, signal });
+        res = await docker.stream('stats', { id: t.id, query: { stream: true }, signal });
         if (signal.aborted) break;
         const response = res;
         // Ends the socket however the abort comes, even between two records.
@@ -335,7 +335,7 @@ export class StatsCollector implements Collector {
       if (this.tracked.get(t.id) !== t || this.stopCtl.signal.aborted) return;
       startedAt = t.startedAt;
       try {
-        const payload = await this.deps.docker.get<unknown>('/containers/{id}/stats', `/containers/${t.id}/stats`, {
+        const payload = await this.deps.docker.get<unknown>('stats', { id: t.id, 
           query: { stream: false, 'one-shot': true },
           signal: this.stopCtl.signal,
         });

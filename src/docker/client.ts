@@ -1,11 +1,12 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type Modem from 'docker-modem';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
+import { explainConnectionError, modemOptions, send, type Answer } from './connection.js';
+import { EngineReplyError, EngineStatus, EngineTimeout, EngineUnreachable } from './errors.js';
+import { ROUTES, routePath, type Route, type RouteName } from './routes.js';
 
 /**
  * The newest Engine API version whose payloads this exporter knows. The client pins
@@ -14,74 +15,6 @@ import type { ExporterMetrics } from '../exporter-metrics.js';
  */
 export const NEWEST_KNOWN_API = '1.52';
 export const OLDEST_SUPPORTED_API = '1.41';
-
-/** Route templates: the `endpoint` label of the request metrics, never a raw path. */
-export type Route =
-  | '/_ping'
-  | '/version'
-  | '/info'
-  | '/containers/json'
-  | '/containers/{id}/json'
-  | '/containers/{id}/stats'
-  | '/events'
-  | '/system/df';
-
-/**
- * What the client knows of each route's reply: whether its body is JSON (all but `/_ping`, which
- * answers "OK"), and the `source` under which a body that is not counts as a parse error.
- */
-const ROUTES: Record<Route, { json: boolean; source: string }> = {
-  '/_ping': { json: false, source: 'ping' },
-  '/version': { json: true, source: 'version' },
-  '/info': { json: true, source: 'info' },
-  '/containers/json': { json: true, source: 'containers' },
-  '/containers/{id}/json': { json: true, source: 'inspect' },
-  '/containers/{id}/stats': { json: true, source: 'stats' },
-  '/events': { json: true, source: 'events' },
-  '/system/df': { json: true, source: 'df' },
-};
-
-/** An error answer from the engine (HTTP status >= 400). */
-export class EngineError extends Error {
-  override name = 'EngineError';
-  constructor(
-    message: string,
-    readonly statusCode: number,
-    readonly route: Route,
-  ) {
-    super(message);
-  }
-}
-
-/** A request that did not end within its deadline: no answer, or an answer that never finished. */
-export class EngineTimeout extends Error {
-  override name = 'EngineTimeout';
-  constructor(
-    readonly route: Route,
-    readonly timeoutMs: number,
-  ) {
-    super(`${route}: timed out after ${timeoutMs} ms`);
-  }
-}
-
-/**
- * A reply that cannot be used: cut off before its end (the connection closed mid-body: a proxy's
- * timeout, an engine crash), larger than --docker.max-response-size, or not JSON where JSON is due.
- */
-export class EngineReplyError extends Error {
-  override name = 'EngineReplyError';
-  constructor(
-    message: string,
-    readonly kind: 'truncated' | 'too-large' | 'malformed',
-    readonly route: Route,
-  ) {
-    super(message);
-  }
-}
-
-export function isNotFound(err: unknown): boolean {
-  return err instanceof EngineError && err.statusCode === 404;
-}
 
 /** Compares dotted API versions numerically ("1.9" < "1.41"). */
 export function compareApiVersions(a: string, b: string): number {
@@ -95,7 +28,9 @@ export function negotiateApiVersion(engineMax: string): string {
   return compareApiVersions(engineMax, NEWEST_KNOWN_API) < 0 ? engineMax : NEWEST_KNOWN_API;
 }
 
-interface RequestOptions {
+export interface RequestOptions {
+  /** The container, for the routes that take one (`inspect`, `stats`). */
+  id?: string;
   query?: Record<string, unknown>;
   /** Abort the request (and, for streams, the stream). */
   signal?: AbortSignal;
@@ -103,213 +38,28 @@ interface RequestOptions {
   timeoutMs?: number;
 }
 
-type ModemOptions = Docker.DockerOptions;
-
-/** Connection options for docker-modem from --docker.host and the TLS flags. */
-export function modemOptions(docker: Config['docker']): NonNullable<ModemOptions> {
-  const url = new URL(docker.host);
-  // Every key is set, even to undefined: docker-modem otherwise fills gaps from DOCKER_* variables,
-  // and the Config is the one place settings come from.
-  const base = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, ca: undefined, cert: undefined, key: undefined, timeout: undefined, version: undefined } as Record<string, unknown>;
-  if (url.protocol === 'unix:' || url.protocol === 'npipe:') {
-    return { ...base, socketPath: docker.host.replace(/^(unix|npipe):\/\//, '') } as NonNullable<ModemOptions>;
-  }
-  const tls = docker.tlsVerify || url.protocol === 'https:';
-  const opts: Record<string, unknown> = {
-    ...base,
-    host: url.hostname,
-    port: url.port || (tls ? '2376' : '2375'),
-    protocol: tls ? 'https' : 'http',
-  };
-  if (tls) {
-    const read = (file: string, optional = false): Buffer | undefined => {
-      const p = path.join(docker.certPath, file);
-      try {
-        return fs.readFileSync(p);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (optional && code === 'ENOENT') return undefined;
-        throw new Error(`--docker.cert-path: cannot read ${p}: ${code ?? (err as Error).message}`);
-      }
-    };
-    opts.ca = read('ca.pem');
-    // As the docker CLI: without cert.pem and key.pem it connects without a client certificate
-    // (enough for an engine started with --tls but not --tlsverify); one without the other is a mistake.
-    opts.cert = read('cert.pem', true);
-    opts.key = read('key.pem', true);
-    if (Boolean(opts.cert) !== Boolean(opts.key)) {
-      const missing = opts.cert ? 'key.pem' : 'cert.pem';
-      throw new Error(`--docker.cert-path: ${path.join(docker.certPath, missing)} is missing (cert.pem and key.pem go together)`);
-    }
-  }
-  return opts as NonNullable<ModemOptions>;
-}
-
-/** Node's codes for a server certificate that does not chain to the CA we trust. */
-const UNTRUSTED_SERVER_CERT = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
-]);
-
-/** Errors below HTTP that mean the engine cannot be reached at all (rather than one request failing). */
-const CONNECTION_CODES = new Set([
-  'ENOENT', 'EACCES', 'EPERM', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-  'ENOTFOUND', 'EAI_AGAIN', 'EPROTO', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
-  ...UNTRUSTED_SERVER_CERT,
-]);
-
-/** The engine's answer when plain HTTP reaches its TLS port. */
-const HTTP_TO_HTTPS = /Client sent an HTTP request to an HTTPS server/i;
-
 /**
- * One line saying why the engine cannot be reached, in terms of the flags that fix it; undefined
- * when the error is not a connection problem (an HTTP error status, a timeout).
+ * What collectors and the inventory use of the engine: GET requests by route name, nothing else.
+ * The client implements it; unit tests give a fake (test/unit/fake-docker.ts).
  */
-export function explainConnectionError(err: Error & { code?: string; statusCode?: number }, docker: Config['docker'], hasClientCert: boolean): string | undefined {
-  const code = err.code ?? '';
-  const message = err.message ?? '';
-  const url = new URL(docker.host);
-  const unix = url.protocol === 'unix:' || url.protocol === 'npipe:';
-  const where = unix ? docker.host.replace(/^(unix|npipe):\/\//, '') : `${url.hostname}:${url.port || (docker.tlsVerify ? '2376' : '2375')}`;
-  const certDir = docker.certPath;
-  if (message.startsWith('--docker.cert-path')) return message;
-  if (HTTP_TO_HTTPS.test(message)) return `the engine at ${where} expects TLS: set --docker.tls-verify and --docker.cert-path (or DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)`;
-  if (err.statusCode !== undefined) return undefined;
-  if (UNTRUSTED_SERVER_CERT.has(code)) {
-    return `TLS: the engine's certificate at ${where} is not signed by the CA in ${path.join(certDir, 'ca.pem')} (${code}): is that the engine's CA?`;
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the engine's certificate is not valid for the name ${url.hostname}: ${message}`;
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `TLS: the engine's certificate at ${where} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not valid yet'}`;
-  // The engine turned our certificate (or its absence) down: a TLS alert during the handshake.
-  const alert = /alert (bad certificate|certificate required|unknown ca|certificate unknown|access denied|handshake failure)/i.exec(message)?.[0];
-  if (alert || /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|HANDSHAKE_FAILURE)/.test(code)) {
-    const why = code && code !== 'EPROTO' ? code : alert;
-    return hasClientCert
-      ? `TLS: the engine at ${where} refused our client certificate ${path.join(certDir, 'cert.pem')} (${why}): it is not signed by a CA the engine trusts (--tlscacert)`
-      : `TLS: the engine at ${where} requires a client certificate (${why}), and ${certDir} has no cert.pem and key.pem`;
-  }
-  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(message)) {
-    return `TLS: ${where} does not speak TLS: drop --docker.tls-verify, or point --docker.host at the engine's TLS port`;
-  }
-  if (unix) {
-    if (code === 'ENOENT') return `${where} does not exist: is the Docker Engine running (or is --docker.host wrong)?`;
-    if (code === 'EACCES' || code === 'EPERM') return `permission denied on ${where}: run the exporter in the docker group, or give it a read-only socket proxy (see Security in the README)`;
-    if (code === 'ECONNREFUSED') return `nothing accepts connections on ${where}: is the Docker Engine running?`;
-  } else {
-    if (code === 'ECONNREFUSED') return `connection refused by ${where}: is the engine listening there (dockerd -H tcp://…)?`;
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve ${url.hostname} (${code})`;
-    if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return `cannot reach ${where} (${code})`;
-  }
-  if (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/i.test(message)) {
-    const hint = !unix && docker.tlsVerify ? '; with TLS this can also mean the engine refused the client certificate' : '';
-    return `the engine at ${where} closed the connection (${code || message})${hint}`;
-  }
-  if (CONNECTION_CODES.has(code)) return `cannot connect to ${where}: ${message}`;
-  return undefined;
-}
-
-/**
- * Requests in flight under each caller signal. A caller signal gets one abort listener, however many
- * requests it has in flight: a collector's stop signal has up to --stats.concurrency at once, and a
- * listener each set off Node's MaxListenersExceededWarning at the 11th. Entries go when their
- * request ends; the set goes with the signal.
- */
-const inFlight = new WeakMap<AbortSignal, Set<AbortController>>();
-
-/** The set of requests in flight under `caller`, made with the one listener that aborts them. */
-function inFlightUnder(caller: AbortSignal): Set<AbortController> {
-  const known = inFlight.get(caller);
-  if (known) return known;
-  const requests = new Set<AbortController>();
-  caller.addEventListener('abort', () => {
-    for (const c of requests) c.abort(caller.reason);
-    requests.clear();
-  }, { once: true });
-  inFlight.set(caller, requests);
-  return requests;
-}
-
-/**
- * Makes `own` abort with `caller`, until the returned function is called. Not AbortSignal.any():
- * any() leaves an entry in a long-lived caller signal (a collector's stop signal) for every request
- * it is given, which Node never prunes (https://github.com/nodejs/node/issues/55351): about 60 bytes
- * per engine request, for as long as the exporter runs.
- */
-function followCaller(caller: AbortSignal, own: AbortController): () => void {
-  const requests = inFlightUnder(caller);
-  requests.add(own);
-  return () => void requests.delete(own);
-}
-
-/**
- * Every status code, marked "fine" for docker-modem: it then hands over the response as it stands
- * and this client reads the body itself, bounded in time and size. docker-modem's own reading of a
- * body (ok or error) buffers it without bound and never calls back when the body is cut off, not
- * even after the request is aborted: one truncated reply hung its caller for good.
- */
-const EVERY_STATUS: Record<number, true> = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [i + 100, true]));
-
-/**
- * Reads a whole reply body, failing as soon as it passes `limit` bytes (announced or sent) or when
- * the connection ends before the body does. The caller's deadline covers the time it takes.
- */
-function readBody(res: IncomingMessage, limit: number, route: Route): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const announced = Number(res.headers['content-length']);
-    if (announced > limit) {
-      reject(new EngineReplyError(`${route}: the reply is ${announced} bytes, over the ${limit} of --docker.max-response-size`, 'too-large', route));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const fail = (err: Error): void => {
-      if (done) return;
-      done = true;
-      chunks.length = 0;
-      reject(err);
-    };
-    res.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > limit) {
-        fail(new EngineReplyError(`${route}: the reply passed the ${limit} bytes of --docker.max-response-size`, 'too-large', route));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    res.on('end', () => {
-      if (done) return;
-      done = true;
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    });
-    const cut = (): void => fail(new EngineReplyError(`${route}: the connection closed after ${size} bytes of the reply, before its end`, 'truncated', route));
-    res.on('error', cut);
-    // 'close' without 'end': the socket went away mid-body (Node emits 'aborted' or an error, or
-    // neither, depending on when it happened).
-    res.on('close', () => setImmediate(() => { if (!done) cut(); }));
-  });
-}
-
-/** The message of an engine error answer: its JSON `message`, else the start of its text. */
-function errorMessage(body: Buffer): string {
-  const text = body.toString('utf8', 0, Math.min(body.length, 4096));
-  try {
-    const m = (JSON.parse(text) as { message?: unknown }).message;
-    if (typeof m === 'string') return m;
-  } catch {
-    // Not JSON: the text itself says it.
-  }
-  return text.trim().slice(0, 300) || 'no message';
+export interface EngineApi {
+  /** A JSON document (the text itself for `ping`). */
+  get<T = unknown>(route: RouteName, opts?: RequestOptions): Promise<T>;
+  /** A long-lived stream (`events`, `stats`); the caller ends it through `opts.signal`. */
+  stream(route: RouteName, opts?: RequestOptions): Promise<Readable>;
+  /** The API version in use, once negotiated. */
+  readonly apiVersion: string | undefined;
+  /** The newest API version the engine itself supports (from `GET /version`). */
+  readonly engineApiVersion: string | undefined;
 }
 
 /**
  * The one way the exporter talks to the engine: GET requests only (so a read-only socket proxy
  * suffices), each counted by route template and logged at debug level, with the API version
  * negotiated on first use and again after any connection failure (the engine may have been
- * upgraded while it was down).
+ * upgraded while it was down). Every request ends within its deadline (connection.ts).
  */
-export class DockerClient {
+export class DockerClient implements EngineApi {
   private modem: Modem | undefined;
   private negotiating: Promise<Modem> | undefined;
   private version: string | undefined;
@@ -324,22 +74,10 @@ export class DockerClient {
     private readonly logger: Logger,
   ) {}
 
-  /** The API version in use, once negotiated. */
   get apiVersion(): string | undefined {
     return this.version;
   }
 
-  /** GET a JSON document. */
-  async get<T>(route: Route, path: string, opts: RequestOptions = {}): Promise<T> {
-    return (await this.dial(route, path, false, opts)) as T;
-  }
-
-  /** GET a long-lived stream (events, stats). The caller ends it through `opts.signal`. */
-  async stream(route: Route, path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
-    return (await this.dial(route, path, true, opts)) as IncomingMessage;
-  }
-
-  /** The newest API version the engine itself supports (from `GET /version`). */
   get engineApiVersion(): string | undefined {
     return this.engineMax;
   }
@@ -347,6 +85,15 @@ export class DockerClient {
   /** Why the engine could not be reached on the last attempt, or undefined while it answers. */
   get unreachableReason(): string | undefined {
     return this.downReason;
+  }
+
+  async get<T = unknown>(route: RouteName, opts: RequestOptions = {}): Promise<T> {
+    const answer = await this.dial(route, false, opts);
+    return this.decode(route, answer.body!) as T;
+  }
+
+  async stream(route: RouteName, opts: RequestOptions = {}): Promise<Readable> {
+    return (await this.dial(route, true, opts)).response!;
   }
 
   /** Forgets the negotiated version so the next request negotiates again. */
@@ -359,7 +106,7 @@ export class DockerClient {
     if (this.modem) return this.modem;
     this.negotiating ??= (async () => {
       try {
-        let options: NonNullable<ModemOptions>;
+        let options: ReturnType<typeof modemOptions>;
         try {
           options = modemOptions(this.config);
         } catch (err) {
@@ -368,7 +115,8 @@ export class DockerClient {
         }
         this.hasClientCert = Boolean((options as { cert?: unknown }).cert);
         const bare = new Docker(options).modem as Modem;
-        const v = (await this.raw(bare, '/version', '/version', false, {})) as { ApiVersion?: unknown };
+        const answer = await this.exchange(bare, 'version', false, {}, this.config.timeoutMs);
+        const v = this.decode('version', answer.body!) as { ApiVersion?: unknown } | null;
         const engineMax = typeof v?.ApiVersion === 'string' ? v.ApiVersion : OLDEST_SUPPORTED_API;
         const pinned = negotiateApiVersion(engineMax);
         if (compareApiVersions(pinned, OLDEST_SUPPORTED_API) < 0) {
@@ -398,131 +146,69 @@ export class DockerClient {
     this.logger.info({ docker: this.config.host }, 'the Docker Engine answers again');
   }
 
-  private async dial(route: Route, path: string, isStream: boolean, opts: RequestOptions): Promise<unknown> {
+  private async dial(route: RouteName, isStream: boolean, opts: RequestOptions): Promise<Answer> {
     const timeoutMs = opts.timeoutMs ?? this.config.timeoutMs;
     const started = performance.now();
     // Negotiation is shared by whoever asks while it runs, and bounded by --docker.timeout; a
     // caller with a shorter deadline (a scrape's ping) does not wait past its own.
-    const modem = this.modem ?? (timeoutMs < this.config.timeoutMs ? await within(this.connect(), timeoutMs, route) : await this.connect());
+    const modem = this.modem ?? (timeoutMs < this.config.timeoutMs ? await within(this.connect(), timeoutMs, ROUTES[route].template) : await this.connect());
     try {
-      return await this.raw(modem, route, path, isStream, opts, timeoutMs, Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))));
+      return await this.exchange(modem, route, isStream, opts, timeoutMs, Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))));
     } catch (err) {
-      if (!(err instanceof EngineError) && !(err instanceof EngineReplyError && err.kind !== 'truncated')) this.reset();
+      // The connection may be what failed: the next request negotiates again (the engine may
+      // have been upgraded meanwhile). An answer that was whole but unusable says nothing of it.
+      if (!(err instanceof EngineStatus) && !(err instanceof EngineReplyError && err.kind !== 'truncated')) this.reset();
       throw err;
     }
   }
 
-  /**
-   * One request that always ends: within `leftMs` (what remains of `timeoutMs`) from now, however the engine behaves (never
-   * answers, stops mid-body, never ends), its promise settles and its socket is destroyed. For a
-   * stream the deadline covers the wait for its headers; the stream then lasts until the caller's
-   * signal aborts or the engine ends it.
-   */
-  private raw(modem: Modem, route: Route, path: string, isStream: boolean, opts: RequestOptions, timeoutMs = opts.timeoutMs ?? this.config.timeoutMs, leftMs = timeoutMs): Promise<unknown> {
+  /** One counted, logged exchange; connection errors become EngineUnreachable with what to fix. */
+  private async exchange(modem: Modem, name: RouteName, isStream: boolean, opts: RequestOptions, timeoutMs: number, leftMs = timeoutMs): Promise<Answer> {
+    const route = ROUTES[name].template;
     const started = performance.now();
+    const ms = (): number => Math.round((performance.now() - started) * 10) / 10;
     this.metrics.dockerRequests.inc({ endpoint: route });
-    const own = new AbortController();
-    const caller = opts.signal;
-    const leave = caller && !caller.aborted ? followCaller(caller, own) : () => {};
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let response: IncomingMessage | undefined;
-      const ms = (): number => Math.round((performance.now() - started) * 10) / 10;
-      const fail = (err: Error & { statusCode?: number; code?: string; json?: { message?: string } }): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        // Frees the socket and whatever of the body was buffered, whoever still holds the request.
-        own.abort(err);
-        response?.destroy();
-        leave();
-        if (caller?.aborted) {
-          // Ended by its caller (a collector stopping, a container gone): logged, not counted as
-          // the engine's failure.
-          this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 0, ms: ms(), err: 'aborted by the exporter' }, 'engine request failed');
-          reject(caller.reason instanceof Error ? caller.reason : err);
-          return;
-        }
-        this.metrics.dockerRequestFailures.inc({ endpoint: route });
-        let error: Error = err;
-        const why = err instanceof EngineTimeout || err instanceof EngineReplyError ? undefined : explainConnectionError(err, this.config, this.hasClientCert);
-        if (why) {
-          // An HTTP answer can say the connection is wrong too (plain HTTP sent to the TLS port).
-          error = err instanceof EngineError
-            ? new EngineError(`${route}: HTTP ${err.statusCode}: ${why}`, err.statusCode, route)
-            : Object.assign(new Error(`${route}: ${why}`, { cause: err }), { code: err.code });
-          this.noteDown(why);
-        }
-        this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 0, ms: ms(), err: error.message }, 'engine request failed');
-        reject(error);
-      };
-      const succeed = (value: unknown): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (!isStream) leave();
-        this.logger.debug({ method: 'GET', route, status: response?.statusCode ?? 200, ms: ms() }, 'engine request');
-        this.noteUp();
-        resolve(value);
-      };
-      const timer = setTimeout(() => fail(new EngineTimeout(route, timeoutMs)), leftMs);
-      own.signal.addEventListener('abort', () => {
-        if (settled) response?.destroy();
-        else fail(new DOMException('the request was aborted', 'AbortError') as Error);
-      }, { once: true });
-      if (caller?.aborted) own.abort(caller.reason);
-      if (settled) return;
-      modem.dial(
-        {
-          path: path + (opts.query ? '?' : ''),
-          method: 'GET',
-          options: opts.query ? { ...opts.query } : undefined,
-          // Always as a stream: docker-modem hands over the response at its headers, and the body
-          // is read here (see EVERY_STATUS).
-          isStream: true,
-          abortSignal: own.signal,
-          statusCodes: EVERY_STATUS,
-        },
-        (err: Error | null, result: unknown) => {
-          const res = result as IncomingMessage | null;
-          if (settled) {
-            res?.destroy();
-            return;
-          }
-          if (err || !res) {
-            fail(err ?? new Error('no response'));
-            return;
-          }
-          response = res;
-          const status = res.statusCode ?? 0;
-          if (isStream && status < 400) {
-            res.once('close', leave);
-            succeed(res);
-            return;
-          }
-          readBody(res, this.config.maxResponseBytes, route).then(
-            (body) => {
-              if (status >= 400) {
-                fail(new EngineError(`${route}: HTTP ${status}: ${errorMessage(body)}`, status, route));
-              } else if (!ROUTES[route].json) {
-                succeed(body.toString('utf8'));
-              } else {
-                let value: unknown;
-                try {
-                  value = JSON.parse(body.toString('utf8'));
-                } catch (parseErr) {
-                  this.metrics.parseErrors.inc({ source: ROUTES[route].source });
-                  fail(new EngineReplyError(`${route}: the reply is not JSON (${(parseErr as Error).message}; ${body.length} bytes)`, 'malformed', route));
-                  return;
-                }
-                succeed(value);
-              }
-            },
-            (bodyErr: Error) => fail(bodyErr),
-          );
-        },
-      );
-    });
+    try {
+      const answer = await send({ modem, route, path: routePath(name, opts.id), query: opts.query, stream: isStream, signal: opts.signal, timeoutMs, leftMs, maxBytes: this.config.maxResponseBytes });
+      this.logger.debug({ method: 'GET', route, status: answer.status, ms: ms() }, 'engine request');
+      this.noteUp();
+      return answer;
+    } catch (err) {
+      if (opts.signal?.aborted) {
+        // Ended by its caller (a collector stopping, a container gone): logged, not counted as
+        // the engine's failure.
+        this.logger.debug({ method: 'GET', route, ms: ms(), err: 'aborted by the exporter' }, 'engine request failed');
+        throw err;
+      }
+      this.metrics.dockerRequestFailures.inc({ endpoint: route });
+      const error = this.explain(err as Error & { code?: string }, route);
+      this.logger.debug({ method: 'GET', route, status: error instanceof EngineStatus ? error.statusCode : 0, ms: ms(), err: error.message }, 'engine request failed');
+      throw error;
+    }
+  }
+
+  /** The error as the exporter reports it: in terms of the flags that fix it, where it says that much. */
+  private explain(err: Error & { code?: string }, route: Route): Error {
+    if (err instanceof EngineTimeout || err instanceof EngineReplyError) return err;
+    const why = explainConnectionError(err, this.config, this.hasClientCert);
+    if (!why) return err;
+    this.noteDown(why);
+    // An HTTP answer can say the connection is wrong too (plain HTTP sent to the TLS port).
+    if (err instanceof EngineStatus) return new EngineStatus(`${route}: HTTP ${err.statusCode}: ${why}`, err.statusCode, route);
+    return new EngineUnreachable(route, why, err.code, { cause: err });
+  }
+
+  /** A whole body as its route's value: parsed JSON (a counted parse error if it is not), or text. */
+  private decode(name: RouteName, body: Buffer): unknown {
+    const { json, source, template } = ROUTES[name];
+    if (!json) return body.toString('utf8');
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      this.metrics.parseErrors.inc({ source });
+      this.metrics.dockerRequestFailures.inc({ endpoint: template });
+      throw new EngineReplyError(`${template}: the reply is not JSON (${(err as Error).message}; ${body.length} bytes)`, 'malformed', template);
+    }
   }
 }
 

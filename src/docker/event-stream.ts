@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import { parseEvent, type EngineEvent } from '../parse/event.js';
-import type { DockerClient } from './client.js';
+import type { EngineApi } from './client.js';
 import { readNdjson } from './ndjson.js';
 
 interface EventStreamEvents {
@@ -68,7 +68,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
   private lastErrorText: string | undefined;
 
   constructor(
-    private readonly docker: DockerClient,
+    private readonly docker: EngineApi,
     private readonly opts: EventStreamOptions,
   ) {
     super();
@@ -112,7 +112,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         if (Object.keys(this.opts.filters).length > 0) query.filters = JSON.stringify(this.opts.filters);
         const since = this.sinceNano();
         if (since !== undefined) query.since = sinceParam(since);
-        const res = await this.docker.stream('/events', '/events', { query, signal });
+        const res = await this.docker.stream('events', { query, signal });
         // Without a given start, history starts at the first connection (the local clock: exact
         // for an engine on this host, off by the clock skew for a remote one).
         this.floorNano ??= nowNano();

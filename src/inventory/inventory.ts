@@ -3,7 +3,8 @@ import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
 import { ConfigError, type Config } from '../config.js';
-import { isNotFound, type DockerClient } from '../docker/client.js';
+import type { EngineApi } from '../docker/client.js';
+import { isNotFound } from '../docker/errors.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import { LoopHealth, type Pass } from '../loop-health.js';
@@ -95,7 +96,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   constructor(
     private readonly deps: {
       config: Config;
-      docker: DockerClient;
+      docker: EngineApi;
       logger: Logger;
       metrics: ExporterMetrics;
       /** Delays between failed syncs and between reconnects (tests pass a fast one). */
@@ -244,7 +245,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       // One entry of the wrong shape fails the whole list rather than being skipped: a container
       // missing from the list is dropped below, so skipping it would make it vanish (its series
       // gone, as if removed), while a failed sync keeps the last good inventory and says so.
-      listed = parseContainerList(await this.deps.docker.get<unknown>('/containers/json', '/containers/json', { query: { all: true }, signal: this.stopController.signal }));
+      listed = parseContainerList(await this.deps.docker.get<unknown>('containers', { query: { all: true }, signal: this.stopController.signal }));
     } catch (err) {
       if (err instanceof PayloadError) this.deps.metrics.parseErrors.inc({ source: 'containers' });
       this.lastErrorText = `container list failed: ${(err as Error).message}`;
@@ -335,7 +336,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     if (this.stopped || this.tombstones.has(id)) return;
     let payload: unknown;
     try {
-      payload = await this.deps.docker.get<unknown>('/containers/{id}/json', `/containers/${id}/json`, { signal: this.stopController.signal });
+      payload = await this.deps.docker.get<unknown>('inspect', { id, signal: this.stopController.signal });
     } catch (err) {
       if (this.stopped || this.tombstones.has(id)) return;
       // Gone between list (or event) and inspect: simply not there any more.

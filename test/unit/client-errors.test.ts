@@ -60,7 +60,7 @@ async function attempt(host: string, tlsVerify: boolean, certPath: string) {
   const errors: string[] = [];
   for (let i = 0; i < 3; i++) {
     try {
-      await client.get('/_ping', '/_ping');
+      await client.get('ping');
       errors.push('');
     } catch (err) {
       errors.push((err as Error).message);
@@ -133,11 +133,11 @@ describe('connection failures say why, once', () => {
     const lines: Array<Record<string, unknown>> = [];
     const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
     const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(new Registry()), logger);
-    await expect(client.get('/_ping', '/_ping')).rejects.toThrow(`the engine at 127.0.0.1:${port} closed the connection`);
-    await expect(client.get('/_ping', '/_ping')).rejects.toThrow();
+    await expect(client.get('ping')).rejects.toThrow(`the engine at 127.0.0.1:${port} closed the connection`);
+    await expect(client.get('ping')).rejects.toThrow();
     up = true;
-    await client.get('/_ping', '/_ping');
-    await client.get('/_ping', '/_ping');
+    await client.get('ping');
+    await client.get('ping');
     expect(lines.map((l) => l.msg).filter((m) => /Docker Engine/.test(String(m)))).toEqual([
       expect.stringContaining('cannot reach the Docker Engine: the engine at'),
       'the Docker Engine answers again',
@@ -151,7 +151,7 @@ describe('connection failures say why, once', () => {
     const client = new DockerClient({ host: `tcp://127.0.0.1:${port}`, tlsVerify: false, certPath: dir, timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(new Registry()), pino({ level: 'silent' }));
     // A long-lived signal, as a collector's stop signal is: many requests must not pile up on it.
     const stop = new AbortController();
-    for (let i = 0; i < 50; i++) await client.get('/_ping', '/_ping', { signal: stop.signal });
+    for (let i = 0; i < 50; i++) await client.get('ping', { signal: stop.signal });
     // One listener for the signal, never one per request.
     expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1);
     // Where AbortSignal.any() would have left one entry per request (Node's internal set).
@@ -159,9 +159,9 @@ describe('connection failures say why, once', () => {
     expect(dependants === undefined ? 0 : ((stop.signal as unknown as Record<symbol, Set<unknown> | undefined>)[dependants]?.size ?? 0)).toBe(0);
     hang = true;
     const started = performance.now();
-    await expect(client.get('/_ping', '/_ping', { signal: stop.signal, timeoutMs: 150 })).rejects.toThrow('/_ping: timed out after 150 ms');
+    await expect(client.get('ping', { signal: stop.signal, timeoutMs: 150 })).rejects.toThrow('/_ping: timed out after 150 ms');
     expect(performance.now() - started).toBeLessThan(2000);
-    const pending = client.get('/_ping', '/_ping', { signal: stop.signal, timeoutMs: 60_000 });
+    const pending = client.get('ping', { signal: stop.signal, timeoutMs: 60_000 });
     setTimeout(() => stop.abort(), 50);
     const err = await pending.then(() => undefined, (e: Error) => e);
     expect(err).toBeInstanceOf(Error);
@@ -178,7 +178,7 @@ describe('connection failures say why, once', () => {
     try {
       const stop = new AbortController();
       // More than Node's default of 10 listeners per signal, as --stats.concurrency (32) has in flight.
-      const pending = Array.from({ length: 40 }, (_, i) => client.get('/containers/{id}/stats', `/containers/c${i}/stats`, { signal: stop.signal }).then(() => 'answered', (e: Error) => e.name));
+      const pending = Array.from({ length: 40 }, (_, i) => client.get('stats', { id: `c${i}`, signal: stop.signal }).then(() => 'answered', (e: Error) => e.name));
       while (held.length < 40) await new Promise((r) => setTimeout(r, 10));
       expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1);
       stop.abort();

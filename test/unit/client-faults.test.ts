@@ -1,7 +1,9 @@
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DockerClient, EngineReplyError, EngineTimeout, type Route } from '../../src/docker/client.js';
+import { DockerClient } from '../../src/docker/client.js';
+import { EngineReplyError, EngineTimeout } from '../../src/docker/errors.js';
+import { ROUTES as ENGINE_ROUTES, type RouteName } from '../../src/docker/routes.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { startHostileEngine, type Fault, type HostileEngine } from '../helpers/hostile-engine.js';
 
@@ -53,13 +55,16 @@ async function waitFor(check: () => boolean, ms = 2000): Promise<void> {
 }
 
 /** The route kinds of the exporter: the negotiation, the facts, the list, an inspect, a one-shot stats sample and df. */
-const ROUTES: Array<[Route, string]> = [
-  ['/info', '/info'],
-  ['/containers/json', '/containers/json'],
-  ['/containers/{id}/json', '/containers/abc/json'],
-  ['/containers/{id}/stats', '/containers/abc/stats'],
-  ['/system/df', '/system/df'],
+const ROUTES: Array<[RouteName, string]> = [
+  ['info', '/info'],
+  ['containers', '/containers/json'],
+  ['inspect', '/containers/abc/json'],
+  ['stats', '/containers/abc/stats'],
+  ['df', '/system/df'],
 ];
+/** The request options of each route: the container of those that take one. */
+const opts = (route: RouteName) => (route === 'inspect' || route === 'stats' ? { id: 'abc' } : {});
+const endpoint = (route: RouteName) => ({ endpoint: ENGINE_ROUTES[route].template });
 
 const ENDING_FAULTS: Array<[string, Fault, RegExp]> = [
   ['a body cut off mid-way (Content-Length)', { kind: 'truncate' }, /connection closed after \d+ bytes/],
@@ -72,40 +77,40 @@ describe('every engine request ends', () => {
   for (const [what, fault, message] of ENDING_FAULTS) {
     it.each(ROUTES)(`${what}: %s fails within --docker.timeout, is counted, frees its socket, and the next request succeeds`, async (route, p) => {
       const { docker, counter } = client();
-      await docker.get('/_ping', '/_ping');
+      await docker.get('ping');
       engine.faults.set(p, fault);
-      const r = await settle(docker.get(route, p));
+      const r = await settle(docker.get(route, opts(route)));
       expect(r.err?.message).toMatch(message);
       expect(r.ms).toBeLessThan(TIMEOUT_MS + 300);
-      expect(await counter('docker_exporter_docker_request_failures_total', { endpoint: route })).toBe(1);
+      expect(await counter('docker_exporter_docker_request_failures_total', endpoint(route))).toBe(1);
       // The socket is gone: neither the exporter nor the engine holds it.
       await waitFor(() => engine.openFaulted() === 0);
       engine.faults.clear();
-      if (p in { '/info': 1, '/containers/json': 1, '/system/df': 1 }) expect((await settle(docker.get(route, p))).err).toBeUndefined();
-      else await docker.get('/_ping', '/_ping');
-      expect(await counter('docker_exporter_docker_request_failures_total', { endpoint: route })).toBe(1);
+      if (route === 'info' || route === 'containers' || route === 'df') expect((await settle(docker.get(route, opts(route)))).err).toBeUndefined();
+      else await docker.get('ping');
+      expect(await counter('docker_exporter_docker_request_failures_total', endpoint(route))).toBe(1);
     });
   }
 
   it('the version negotiation itself: a /version cut off mid-body fails the request that needed it, and the next negotiates again', async () => {
     const { docker } = client();
     engine.faults.set('/version', { kind: 'truncate' });
-    const r = await settle(docker.get('/info', '/info'));
+    const r = await settle(docker.get('info'));
     expect(r.err?.message).toMatch(/^\/version: the connection closed after/);
     engine.faults.clear();
-    await docker.get('/info', '/info');
+    await docker.get('info');
     expect(docker.apiVersion).toBe('1.41');
   });
 
   it('a stream whose headers never come fails within --docker.timeout; one that opened lasts past it', async () => {
     const { docker } = client();
     engine.faults.set('/events', { kind: 'hang' });
-    const hung = await settle(docker.stream('/events', '/events'));
+    const hung = await settle(docker.stream('events'));
     expect(hung.err).toBeInstanceOf(EngineTimeout);
     expect(hung.ms).toBeLessThan(TIMEOUT_MS + 300);
     engine.faults.clear();
     const stop = new AbortController();
-    const res = await docker.stream('/events', '/events', { signal: stop.signal });
+    const res = await docker.stream('events', { signal: stop.signal });
     await new Promise((r) => setTimeout(r, TIMEOUT_MS + 200));
     expect(res.destroyed).toBe(false);
     stop.abort();
@@ -115,7 +120,7 @@ describe('every engine request ends', () => {
   it('a caller with a shorter deadline than --docker.timeout does not wait for a negotiation past it', async () => {
     const { docker } = client(1500);
     engine.faults.set('/version', { kind: 'hang' });
-    const r = await settle(docker.get('/_ping', '/_ping', { timeoutMs: 300 }));
+    const r = await settle(docker.get('ping', { timeoutMs: 300 }));
     expect(r.err).toBeInstanceOf(EngineTimeout);
     expect(r.ms).toBeLessThan(800);
     // The negotiation goes on for others, and ends within its own deadline.
@@ -124,9 +129,9 @@ describe('every engine request ends', () => {
 
   it('200 hung requests in a row leave nothing behind: no socket, no pending timer', async () => {
     const { docker } = client(50);
-    await docker.get('/_ping', '/_ping');
+    await docker.get('ping');
     engine.faults.set('/info', { kind: 'hang' });
-    const results = await Promise.all(Array.from({ length: 200 }, () => settle(docker.get('/info', '/info'))));
+    const results = await Promise.all(Array.from({ length: 200 }, () => settle(docker.get('info'))));
     expect(results.every((r) => r.err instanceof EngineTimeout)).toBe(true);
     await waitFor(() => engine.openFaulted() === 0);
   });
@@ -138,19 +143,19 @@ describe('bounded replies', () => {
     ['sent without a length, past the bound', { kind: 'huge', bytes: 64 * 1024 * 1024 } as Fault],
   ])('a reply larger than --docker.max-response-size (%s) fails its request without being kept', async (_what, fault) => {
     const { docker, counter } = client(5000);
-    await docker.get('/_ping', '/_ping');
+    await docker.get('ping');
     engine.faults.set('/info', fault);
     const heap = process.memoryUsage().heapUsed;
-    const r = await settle(docker.get('/info', '/info'));
+    const r = await settle(docker.get('info'));
     expect(r.err).toBeInstanceOf(EngineReplyError);
     expect((r.err as EngineReplyError).kind).toBe('too-large');
     expect(r.err!.message).toContain('--docker.max-response-size');
-    expect(await counter('docker_exporter_docker_request_failures_total', { endpoint: '/info' })).toBe(1);
+    expect(await counter('docker_exporter_docker_request_failures_total', endpoint('info'))).toBe(1);
     // Far less than the reply: reading stopped at the bound.
     expect(process.memoryUsage().heapUsed - heap).toBeLessThan(16 * LIMIT);
     await waitFor(() => engine.openFaulted() === 0, 5000);
     engine.faults.clear();
-    await docker.get('/info', '/info');
+    await docker.get('info');
   });
 });
 
@@ -158,17 +163,16 @@ describe('garbage is a failure', () => {
   it.each(ROUTES)('a body that is not JSON on %s is a counted parse error, not a value', async (route, p) => {
     const { docker, counter } = client();
     engine.faults.set(p, { kind: 'garbage' });
-    const r = await settle(docker.get(route, p));
+    const r = await settle(docker.get(route, opts(route)));
     expect(r.err).toBeInstanceOf(EngineReplyError);
     expect((r.err as EngineReplyError).kind).toBe('malformed');
-    const source = { '/info': 'info', '/containers/json': 'containers', '/containers/{id}/json': 'inspect', '/containers/{id}/stats': 'stats', '/system/df': 'df' }[route as string]!;
-    expect(await counter('docker_exporter_parse_errors_total', { source })).toBe(1);
-    expect(await counter('docker_exporter_docker_request_failures_total', { endpoint: route })).toBe(1);
+    expect(await counter('docker_exporter_parse_errors_total', { source: ENGINE_ROUTES[route].source })).toBe(1);
+    expect(await counter('docker_exporter_docker_request_failures_total', endpoint(route))).toBe(1);
   });
 
   it('an error status keeps the engine\'s message, however the body is cut', async () => {
     const { docker } = client();
-    const r = await settle(docker.get('/containers/{id}/json', '/containers/nosuch/json'));
+    const r = await settle(docker.get('inspect', { id: 'nosuch' }));
     expect(r.err?.message).toBe('/containers/{id}/json: HTTP 404: no such route /containers/nosuch/json');
     expect((r.err as { statusCode?: number }).statusCode).toBe(404);
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compareApiVersions, modemOptions, negotiateApiVersion, NEWEST_KNOWN_API } from '../../src/docker/client.js';
+import { compareApiVersions, negotiateApiVersion, NEWEST_KNOWN_API } from '../../src/docker/client.js';
+import { modemOptions } from '../../src/docker/connection.js';
 
 describe('API version negotiation', () => {
   it('pins min(engine maximum, newest known)', () => {

@@ -5,12 +5,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
 import { dfCollector } from '../../src/collectors/df.js';
 import { buildConfig } from '../../src/config.js';
-import type { DockerClient } from '../../src/docker/client.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import type { Inventory } from '../../src/inventory/inventory.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import { parseMetrics, value } from '../helpers/prom.js';
-import { until } from './fake-docker.js';
+import { FakeEngine, until } from './fake-docker.js';
 import { LoopHealth } from '../../src/loop-health.js';
 
 const logger = pino({ level: 'silent' });
@@ -23,14 +22,12 @@ afterEach(async () => {
 /** The df collector behind the orchestrator, on an engine whose `/system/df` answers only when the test says. */
 function rig() {
   const asking: Array<(payload: unknown) => void> = [];
-  const docker = {
-    apiVersion: '1.41',
-    get: (_route: string, _path: string, opts: { signal?: AbortSignal } = {}) =>
-      new Promise((resolve, reject) => {
-        asking.push(resolve);
-        opts.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
-      }),
-  } as unknown as DockerClient;
+  const docker = new FakeEngine().on('df', (opts) =>
+    new Promise((resolve, reject) => {
+      asking.push(resolve);
+      opts.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+    }),
+  );
   const registry = new Registry();
   const metrics = createExporterMetrics(registry);
   const inventory = { labelNames: ['id', 'name', 'image'], get: () => undefined } as unknown as Inventory;

@@ -1,3 +1,4 @@
+import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import { engineCollector, PING_TIMEOUT_MS } from '../../src/collectors/engine.js';
@@ -7,49 +8,46 @@ import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { renderRegistry } from '../../src/exposition.js';
 import { LoopHealth } from '../../src/loop-health.js';
 import { parseMetrics, value } from '../helpers/prom.js';
+import { FakeEngine } from './fake-docker.js';
 
 const INFO = { ServerVersion: '20.10.24', NCPU: 2, MemTotal: 25_000_000_000, Images: 3, ContainersRunning: 4, ContainersPaused: 0, ContainersStopped: 1 };
 
-/** An engine that answers /_ping and /info as told, and counts what it was asked. */
-class Engine {
-  pingFails: Error | undefined;
-  infoFails: Error | undefined;
+/** What the engine answers to /_ping and /info, as a test sets it. */
+interface Answers {
+  pingFails?: Error;
+  infoFails?: Error;
   /** Answers that never come, as from an engine that accepts and never answers. */
-  hang = new Set<string>();
-  /** The deadline each request was given. */
-  timeouts: Array<number | undefined> = [];
-  asked: string[] = [];
-  readonly engineApiVersion = '1.41';
-
-  info: unknown = INFO;
-
-  async get(route: string, _path: string, opts: { timeoutMs?: number } = {}): Promise<unknown> {
-    this.asked.push(route);
-    this.timeouts.push(opts.timeoutMs);
-    if (this.hang.has(route)) return new Promise(() => {});
-    if (route === '/_ping') {
-      if (this.pingFails) throw this.pingFails;
-      return 'OK';
-    }
-    if (this.infoFails) throw this.infoFails;
-    return this.info;
-  }
+  hang: Set<string>;
+  info: unknown;
 }
 
 function setup() {
   const registry = new Registry();
-  const engine = new Engine();
-  const collector = engineCollector.create({ registry, docker: engine, config: buildConfig([], {}), health: new LoopHealth(), metrics: createExporterMetrics(registry) } as unknown as CollectorDeps);
+  const engine = new FakeEngine();
+  const answers: Answers = { hang: new Set(), info: INFO };
+  const answer = (route: 'ping' | 'info', value: () => unknown) => () => (answers.hang.has(route) ? new Promise(() => {}) : value());
+  engine.on('ping', answer('ping', () => {
+    if (answers.pingFails) throw answers.pingFails;
+    return 'OK';
+  }));
+  engine.on('info', answer('info', () => {
+    if (answers.infoFails) throw answers.infoFails;
+    return answers.info;
+  }));
+  const metrics = createExporterMetrics(registry);
+  const deps: CollectorDeps = { registry, docker: engine, config: buildConfig([], {}), health: new LoopHealth(), metrics, logger: pino({ level: 'silent' }), inventory: undefined as never };
+  const collector = engineCollector.create(deps);
+  const asked = () => engine.requests.map((r) => r.route);
   const scrape = async () => parseMetrics((await renderRegistry(registry, 'text')).toString());
-  return { engine, collector, scrape };
+  return { engine: answers, asked, timeouts: () => engine.requests.map((r) => r.opts.timeoutMs), collector, scrape };
 }
 
 describe('engine collector', () => {
   it('pings on every scrape and asks /info only when its facts are older than 30 s', async () => {
-    const { engine, collector, scrape } = setup();
+    const { asked, collector, scrape } = setup();
     for (let i = 0; i < 5; i++) await collector.update();
-    expect(engine.asked.filter((r) => r === '/_ping')).toHaveLength(5);
-    expect(engine.asked.filter((r) => r === '/info')).toHaveLength(1);
+    expect(asked().filter((r) => r === 'ping')).toHaveLength(5);
+    expect(asked().filter((r) => r === 'info')).toHaveLength(1);
     const s = await scrape();
     expect(value(s, 'docker_up')).toBe(1);
     expect(value(s, 'docker_engine_images')).toBe(3);
@@ -70,7 +68,7 @@ describe('engine collector', () => {
   });
 
   it('drops the facts while the engine is away and asks /info again as soon as it is back', async () => {
-    const { engine, collector, scrape } = setup();
+    const { engine, asked, collector, scrape } = setup();
     await collector.update();
     engine.pingFails = new Error('/_ping: connection refused');
     await expect(collector.update()).rejects.toThrow('refused');
@@ -84,19 +82,19 @@ describe('engine collector', () => {
     s = await scrape();
     expect(value(s, 'docker_up')).toBe(1);
     expect(value(s, 'docker_engine_images')).toBe(7);
-    expect(engine.asked.filter((r) => r === '/info')).toHaveLength(2);
+    expect(asked().filter((r) => r === 'info')).toHaveLength(2);
   });
 
   it('pings with a deadline of its own, not --docker.timeout: a scrape of a sick engine says docker_up 0 at once', async () => {
-    const { engine, collector } = setup();
+    const { timeouts, collector } = setup();
     await collector.update();
-    expect(engine.timeouts[0]).toBe(PING_TIMEOUT_MS);
+    expect(timeouts()[0]).toBe(PING_TIMEOUT_MS);
     expect(PING_TIMEOUT_MS).toBeLessThanOrEqual(1000);
   });
 
   it('waits at most about a second for the first facts, and fails meanwhile with docker_up 1', async () => {
     const { engine, collector, scrape } = setup();
-    engine.hang.add('/info');
+    engine.hang.add('info');
     const started = performance.now();
     await expect(collector.update()).rejects.toThrow('has not answered within');
     expect(performance.now() - started).toBeLessThan(1500);
@@ -109,7 +107,7 @@ describe('engine collector', () => {
     ['null', null],
     ['an object without ServerVersion', { Containers: 3 }],
   ])('takes /info of the wrong shape (%s) as a counted failure and keeps the last good facts', async (_what, payload) => {
-    const { engine, collector, scrape } = setup();
+    const { engine, asked, collector, scrape } = setup();
     await collector.update();
     engine.info = payload;
     // Facts older than their 30 s are asked for again: make them old.

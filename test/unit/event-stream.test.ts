@@ -26,7 +26,7 @@ function rig(opts: { since?: bigint; filters?: Record<string, string[]> } = {}):
   const engine = new FakeEngine();
   const registry = new Registry();
   const metrics = createExporterMetrics(registry);
-  const stream = new EventStream(engine.client, {
+  const stream = new EventStream(engine, {
     filters: opts.filters ?? {},
     since: opts.since,
     source: 'test_events',
@@ -78,7 +78,7 @@ describe('EventStream', () => {
     engine.send({ type: 'container', action: 'create', id: ID, timeNano: T0 - 1n });
     engine.send({ type: 'container', action: 'start', id: ID, timeNano: T0 });
     const registry = new Registry();
-    const stream = new EventStream(engine.client, { filters: {}, since: T0, source: 's', metrics: createExporterMetrics(registry), logger, backoff: new Backoff(1, 5) });
+    const stream = new EventStream(engine, { filters: {}, since: T0, source: 's', metrics: createExporterMetrics(registry), logger, backoff: new Backoff(1, 5) });
     streams.push(stream);
     const got: EngineEvent[] = [];
     stream.on('event', (e) => got.push(e));
@@ -186,7 +186,7 @@ describe('EventStream', () => {
   it('retries a refused first connection and reports it down meanwhile', async () => {
     const engine = new FakeEngine();
     engine.refuseConnections = 3;
-    const stream = new EventStream(engine.client, { filters: {}, source: 's', metrics: createExporterMetrics(new Registry()), logger, backoff: new Backoff(1, 5) });
+    const stream = new EventStream(engine, { filters: {}, source: 's', metrics: createExporterMetrics(new Registry()), logger, backoff: new Backoff(1, 5) });
     streams.push(stream);
     expect(stream.connected).toBe(false);
     expect(stream.lastError).toBe('events stream not connected yet');
@@ -206,7 +206,7 @@ describe('EventStream', () => {
 
     const engine = new FakeEngine();
     engine.refuseConnections = 1000;
-    const slow = new EventStream(engine.client, { filters: {}, source: 's', metrics: createExporterMetrics(new Registry()), logger, backoff: new Backoff(60_000, 60_000) });
+    const slow = new EventStream(engine, { filters: {}, source: 's', metrics: createExporterMetrics(new Registry()), logger, backoff: new Backoff(60_000, 60_000) });
     slow.start();
     await until(() => engine.streamQueries.length === 1);
     const t = Date.now();

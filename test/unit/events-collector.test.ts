@@ -18,7 +18,7 @@ function rig(args: string[] = []) {
   const registry = new Registry();
   const deps = {
     config: buildConfig(args, {}),
-    docker: engine.client,
+    docker: engine,
     registry,
     logger: pino({ level: 'silent' }),
     metrics: createExporterMetrics(registry),

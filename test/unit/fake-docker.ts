@@ -1,5 +1,7 @@
 import { PassThrough } from 'node:stream';
-import { EngineError, type DockerClient } from '../../src/docker/client.js';
+import type { EngineApi, RequestOptions } from '../../src/docker/client.js';
+import { EngineStatus } from '../../src/docker/errors.js';
+import type { RouteName } from '../../src/docker/routes.js';
 
 /** One event as the fake engine stamps and sends it. */
 export interface FakeEvent {
@@ -28,12 +30,20 @@ interface OpenStream {
   types?: string[];
 }
 
+/** A route's answer in a test: a value, or a function of the request's options (throw to fail, a promise to hold or hang). */
+export type Answer = (opts: RequestOptions) => unknown;
+
 /**
- * A Docker Engine in memory, as much of it as the inventory and the events stream use: the list,
- * inspect, and `/events` with the engine's own `since` semantics (it replays the buffered events
- * stamped at or after `since`, then streams live ones) and its `type` filter.
+ * The one fake engine of the unit tests: an EngineApi in memory. It models what the inventory and
+ * the events stream use (the list, inspect, and `/events` with the engine's own `since` semantics:
+ * it replays the buffered events stamped at or after `since`, then streams live ones, with its
+ * `type` filter); every other route answers what a test gives it with `on()` / `onStream()`.
  */
-export class FakeEngine {
+export class FakeEngine implements EngineApi {
+  apiVersion: string | undefined = '1.41';
+  engineApiVersion: string | undefined = '1.41';
+  /** Every request, in order. */
+  readonly requests: Array<{ route: RouteName; opts: RequestOptions }> = [];
   /** id → inspect payload. */
   readonly containers = new Map<string, Record<string, unknown>>();
   /** Every event ever sent, as the engine's buffer holds them. */
@@ -42,6 +52,8 @@ export class FakeEngine {
   readonly inspects: string[] = [];
   lists = 0;
   private open: OpenStream[] = [];
+  private readonly answers = new Map<RouteName, Answer>();
+  private readonly streamAnswers = new Map<RouteName, (opts: RequestOptions) => PassThrough | Promise<PassThrough>>();
   /** Connection attempts still to refuse. */
   refuseConnections = 0;
   /** Fails the next container lists with this message. */
@@ -56,29 +68,57 @@ export class FakeEngine {
   beforeList: () => Promise<void> | void = () => undefined;
   private clock = 1_700_000_000_000_000_000n;
 
-  /** Cast to the type the code under test takes. */
-  get client(): DockerClient {
-    return this as unknown as DockerClient;
-  }
-
   get openStreams(): number {
     return this.open.length;
   }
 
-  async get<T>(_route: string, path: string): Promise<T> {
-    if (path === '/containers/json') {
-      this.lists++;
-      if (this.failLists > 0) {
-        this.failLists--;
-        throw new Error('connect ECONNREFUSED /var/run/docker.sock');
-      }
-      const reply = this.listReplies.length > 0 ? { payload: this.listReplies.shift() } : undefined;
-      await this.beforeList();
-      if (reply) return reply.payload as T;
-      return [...this.containers.entries()].map(([id, c]) => ({ Id: id, Names: [c.Name] })) as T;
+  /** Answers GET `route` with `answer` from now on, instead of the fake's own behaviour. */
+  on(route: RouteName, answer: Answer): this {
+    this.answers.set(route, answer);
+    return this;
+  }
+
+  /** Answers a stream of `route` with the body `open` makes (ended when the caller aborts). */
+  onStream(route: RouteName, open: (opts: RequestOptions) => PassThrough | Promise<PassThrough>): this {
+    this.streamAnswers.set(route, open);
+    return this;
+  }
+
+  async get<T = unknown>(route: RouteName, opts: RequestOptions = {}): Promise<T> {
+    this.requests.push({ route, opts });
+    const answer = this.answers.get(route);
+    if (answer) return (await answer(opts)) as T;
+    if (route === 'containers') return (await this.list()) as T;
+    if (route === 'inspect') return (await this.inspect(opts.id!)) as T;
+    if (route === 'ping') return 'OK' as T;
+    throw new Error(`FakeEngine: no answer for GET ${route} (give one with on())`);
+  }
+
+  async stream(route: RouteName, opts: RequestOptions = {}): Promise<PassThrough> {
+    this.requests.push({ route, opts });
+    const open = this.streamAnswers.get(route);
+    if (open) {
+      const body = await open(opts);
+      opts.signal?.addEventListener('abort', () => body.destroy(), { once: true });
+      return body;
     }
-    const id = /^\/containers\/([^/]+)\/json$/.exec(path)?.[1];
-    if (!id) throw new Error(`unexpected GET ${path}`);
+    if (route !== 'events') throw new Error(`FakeEngine: no stream for ${route} (give one with onStream())`);
+    return this.events(opts);
+  }
+
+  private async list(): Promise<unknown> {
+    this.lists++;
+    if (this.failLists > 0) {
+      this.failLists--;
+      throw new Error('connect ECONNREFUSED /var/run/docker.sock');
+    }
+    const reply = this.listReplies.length > 0 ? { payload: this.listReplies.shift() } : undefined;
+    await this.beforeList();
+    if (reply) return reply.payload;
+    return [...this.containers.entries()].map(([id, c]) => ({ Id: id, Names: [c.Name] }));
+  }
+
+  private async inspect(id: string): Promise<unknown> {
     this.inspects.push(id);
     // The engine reads the container now; the answer may reach the client later.
     const payload = this.containers.get(id);
@@ -87,13 +127,12 @@ export class FakeEngine {
     const answer = payload ? structuredClone(payload) : undefined;
     await this.beforeInspect(id);
     if (reply?.payload instanceof Error) throw reply.payload;
-    if (reply) return reply.payload as T;
-    if (!answer) throw new EngineError(`/containers/{id}/json: HTTP 404: No such container: ${id}`, 404, '/containers/{id}/json');
-    return answer as T;
+    if (reply) return reply.payload;
+    if (!answer) throw new EngineStatus(`/containers/{id}/json: HTTP 404: No such container: ${id}`, 404, '/containers/{id}/json');
+    return answer;
   }
 
-  async stream(_route: string, path: string, opts: { query?: Record<string, unknown>; signal?: AbortSignal } = {}): Promise<PassThrough> {
-    if (path !== '/events') throw new Error(`unexpected stream ${path}`);
+  private events(opts: RequestOptions): PassThrough {
     this.streamQueries.push({ ...opts.query });
     if (this.refuseConnections > 0) {
       this.refuseConnections--;

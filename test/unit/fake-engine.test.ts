@@ -222,12 +222,12 @@ describe('fake engine', () => {
   it('is spoken to by the exporter\'s own DockerClient: negotiates 1.41 and reads its stats stream', async () => {
     const registry = new Registry();
     const client = new DockerClient({ host: `unix://${sock}`, tlsVerify: false, certPath: '', timeoutMs: 5000, maxResponseBytes: 1 << 20 }, createExporterMetrics(registry), pino({ level: 'silent' }));
-    const info = await client.get<{ Containers: number }>('/info', '/info');
+    const info = await client.get<{ Containers: number }>('info');
     expect(client.apiVersion).toBe('1.41');
     expect(info.Containers).toBe(engine.ids().length);
     const id = await idOf('idle');
     const ac = new AbortController();
-    const res = await client.stream('/containers/{id}/stats', `/containers/${id}/stats`, { query: { stream: true }, signal: ac.signal });
+    const res = await client.stream('stats', { id, query: { stream: true }, signal: ac.signal });
     const records: any[] = [];
     await readNdjson(res, {
       onRecord: (v) => {
@@ -237,6 +237,6 @@ describe('fake engine', () => {
       onBadRecord: () => expect.fail('bad record'),
     }).catch(() => undefined);
     expect(records.map((r) => r.id)).toEqual([id, id]);
-    await expect(client.get('/containers/{id}/json', '/containers/nosuch/json')).rejects.toMatchObject({ statusCode: 404 });
+    await expect(client.get('inspect', { id: 'nosuch' })).rejects.toMatchObject({ statusCode: 404 });
   });
 });

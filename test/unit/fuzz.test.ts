@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Counter, Gauge, Registry, type RegistryContentType } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config.js';
-import type { DockerClient } from '../../src/docker/client.js';
+import { ROUTES, routePath, type RouteName } from '../../src/docker/routes.js';
 import { EventStream } from '../../src/docker/event-stream.js';
 import { MAX_LINE_BYTES, readNdjson, SKIP_LIMIT_FACTOR } from '../../src/docker/ndjson.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
@@ -19,6 +19,7 @@ import { renderRegistry } from '../../src/exposition.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
 import { LoopHealth } from '../../src/loop-health.js';
+import { FakeEngine } from './fake-docker.js';
 
 /**
  * Whatever the engine (or something between it and us) sends, the stream reader and the parsers
@@ -312,22 +313,21 @@ describe(`readNdjson under random chunkings and corruption (seed ${SEED})`, () =
 
 const silent = pino({ level: 'silent' });
 
-/** A stand-in for the engine client that serves prepared streams and documents. */
-function fakeDocker(handlers: { stream?: () => PassThrough; get?: (path: string) => unknown }): DockerClient {
-  return {
-    apiVersion: '1.41',
-    engineApiVersion: '1.41',
-    stream: async (_route: string, _path: string, opts: { signal?: AbortSignal } = {}) => {
-      const s = handlers.stream!();
-      opts.signal?.addEventListener('abort', () => s.destroy(), { once: true });
-      return s;
-    },
-    get: async (_route: string, p: string) => {
-      const v = handlers.get!(p);
-      if (v instanceof Error) throw v;
-      return v;
-    },
-  } as unknown as DockerClient;
+/** The fake engine serving prepared streams (events) and documents (every GET, by path), as a test gives them. */
+function fakeDocker(handlers: { stream?: () => PassThrough; get?: (path: string) => unknown }): FakeEngine {
+  const engine = new FakeEngine();
+  if (handlers.stream) engine.onStream('events', handlers.stream);
+  if (handlers.get) {
+    for (const route of Object.keys(ROUTES) as RouteName[]) {
+      if (route === 'events') continue;
+      engine.on(route, (opts) => {
+        const v = handlers.get!(routePath(route, opts.id));
+        if (v instanceof Error) throw v;
+        return v;
+      });
+    }
+  }
+  return engine;
 }
 
 async function counterValue(registry: Registry, source: string): Promise<number> {

@@ -35,8 +35,8 @@ async function rig() {
   const registry = new Registry();
   const metrics = createExporterMetrics(registry);
   const config = buildConfig([], {});
-  const inventory = new Inventory({ config, docker: engine.client, logger, metrics, backoff: () => new Backoff(1, 5) });
-  const deps = { config, docker: engine.client, inventory, registry, logger, metrics, health: new LoopHealth() } as CollectorDeps;
+  const inventory = new Inventory({ config, docker: engine, logger, metrics, backoff: () => new Backoff(1, 5) });
+  const deps = { config, docker: engine, inventory, registry, logger, metrics, health: new LoopHealth() } as CollectorDeps;
   const orchestrator = new Orchestrator([containersCollector], { containers: true }, deps, logger);
   cleanups.push(() => inventory.stop());
   inventory.start();

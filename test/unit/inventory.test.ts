@@ -6,6 +6,8 @@ import { buildConfig, ConfigError } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { Inventory, labelNameFor } from '../../src/inventory/inventory.js';
 import { FakeEngine, hexId, until } from './fake-docker.js';
+import type { RequestOptions } from '../../src/docker/client.js';
+import type { RouteName } from '../../src/docker/routes.js';
 
 const logger = pino({ level: 'silent' });
 const inventories: Inventory[] = [];
@@ -16,7 +18,7 @@ afterEach(async () => {
 function rig(args: string[] = [], engine = new FakeEngine()) {
   const registry = new Registry();
   const metrics = createExporterMetrics(registry);
-  const inventory = new Inventory({ config: buildConfig(args, {}), docker: engine.client, logger, metrics, backoff: () => new Backoff(1, 5) });
+  const inventory = new Inventory({ config: buildConfig(args, {}), docker: engine, logger, metrics, backoff: () => new Backoff(1, 5) });
   inventories.push(inventory);
   const log: string[] = [];
   inventory.on('upsert', (r, prev) => log.push(`${prev ? 'update' : 'add'} ${r.name}`));
@@ -199,10 +201,10 @@ describe('Inventory', () => {
     // inspect answered) before the sync compares the list with what it holds.
     let firstList = true;
     const get = engine.get.bind(engine);
-    engine.get = async <T>(route: string, path: string): Promise<T> => {
-      if (path !== '/containers/json' || !firstList) return get(route, path);
+    engine.get = async <T>(route: RouteName, opts?: RequestOptions): Promise<T> => {
+      if (route !== 'containers' || !firstList) return get(route, opts);
       firstList = false;
-      const listed = await get<T>(route, path);
+      const listed = await get<T>(route, opts);
       engine.put(id, 'racer');
       engine.send({ type: 'container', action: 'create', id });
       await until(() => inventory.get(id) !== undefined);
@@ -257,9 +259,7 @@ describe('Inventory', () => {
   it('takes the container\'s own name from a list entry that also holds link aliases', async () => {
     const engine = new FakeEngine();
     engine.put(hexId(1), 'db');
-    const get = engine.get.bind(engine);
-    engine.get = async <T>(route: string, path: string): Promise<T> =>
-      path === '/containers/json' ? ([{ Id: hexId(1), Names: ['/web/db-alias', '/db'] }] as T) : get(route, path);
+    engine.on('containers', () => [{ Id: hexId(1), Names: ['/web/db-alias', '/db'] }]);
     const { inventory } = rig(['--container.include', '^db$'], engine);
     inventory.start();
     await until(() => inventory.current);

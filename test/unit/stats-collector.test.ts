@@ -7,11 +7,13 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StatsCollector, statsCollector } from '../../src/collectors/stats.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
-import type { Config } from '../../src/config.js';
-import { EngineError } from '../../src/docker/client.js';
+import { buildConfig, type Config } from '../../src/config.js';
+import type { RequestOptions } from '../../src/docker/client.js';
+import { EngineStatus } from '../../src/docker/errors.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import type { ContainerRecord } from '../../src/inventory/inventory.js';
 import { LoopHealth } from '../../src/loop-health.js';
+import { FakeEngine } from './fake-docker.js';
 
 const DIR = new URL('../fixtures/stats/', import.meta.url).pathname;
 const fixture = (name: string): unknown => JSON.parse(fs.readFileSync(path.join(DIR, name), 'utf8'));
@@ -71,8 +73,11 @@ interface OpenStream {
   signal: AbortSignal;
 }
 
-/** Just what the collector uses of the DockerClient: one-shot samples and streams per container. */
-class FakeDocker {
+/**
+ * The stats side of the fake engine: one-shot samples and streams per container, with what the
+ * tests look at (calls, requests in flight at once, open streams).
+ */
+class StatsAnswers {
   payloads = new Map<string, unknown>();
   delayMs = 0;
   getCalls: string[] = [];
@@ -84,8 +89,13 @@ class FakeDocker {
   streamCalls = 0;
   notFound = new Set<string>();
 
-  async get<T>(_route: string, p: string, opts: { query?: Record<string, unknown>; signal?: AbortSignal }): Promise<T> {
-    const id = /\/containers\/([^/]+)\/stats/.exec(p)![1]!;
+  constructor(readonly engine: FakeEngine) {
+    engine.on('stats', (opts) => this.sample(opts));
+    engine.onStream('stats', (opts) => this.open$(opts));
+  }
+
+  private async sample(opts: RequestOptions): Promise<unknown> {
+    const id = opts.id!;
     expect(opts.query).toEqual({ stream: false, 'one-shot': true });
     this.getCalls.push(id);
     this.inFlight++;
@@ -95,19 +105,19 @@ class FakeDocker {
     this.maxPerId = Math.max(this.maxPerId, mine);
     try {
       if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-      if (this.notFound.has(id)) throw new EngineError('no such container', 404, '/containers/{id}/stats');
-      return this.payloads.get(id) as T;
+      if (this.notFound.has(id)) throw new EngineStatus('no such container', 404, '/containers/{id}/stats');
+      return this.payloads.get(id);
     } finally {
       this.inFlight--;
       this.perIdInFlight.set(id, (this.perIdInFlight.get(id) ?? 1) - 1);
     }
   }
 
-  async stream(_route: string, p: string, opts: { query?: Record<string, unknown>; signal?: AbortSignal }): Promise<PassThrough> {
-    const id = /\/containers\/([^/]+)\/stats/.exec(p)![1]!;
+  private open$(opts: RequestOptions): PassThrough {
+    const id = opts.id!;
     expect(opts.query).toEqual({ stream: true });
     this.streamCalls++;
-    if (this.notFound.has(id)) throw new EngineError('no such container', 404, '/containers/{id}/stats');
+    if (this.notFound.has(id)) throw new EngineStatus('no such container', 404, '/containers/{id}/stats');
     const body = new PassThrough();
     const entry = { id, body, signal: opts.signal! };
     this.streams.push(entry);
@@ -123,7 +133,7 @@ class FakeDocker {
 interface Rig {
   collector: StatsCollector;
   inventory: FakeInventory;
-  docker: FakeDocker;
+  docker: StatsAnswers;
   registry: Registry;
   deps: CollectorDeps;
   text(): Promise<string>;
@@ -137,11 +147,13 @@ afterEach(async () => {
 function rig(stats: Partial<Config['stats']> = {}): Rig {
   const registry = new Registry();
   const inventory = new FakeInventory();
-  const docker = new FakeDocker();
-  const config = { docker: { timeoutMs: 10_000 }, stats: { mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } } as unknown as Config;
+  const engine = new FakeEngine();
+  const docker = new StatsAnswers(engine);
+  const base = buildConfig([], {});
+  const config: Config = { ...base, stats: { ...base.stats, mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } };
   const deps = {
     config,
-    docker,
+    docker: engine,
     inventory,
     registry,
     logger: pino({ level: 'silent' }),
