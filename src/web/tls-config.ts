@@ -56,11 +56,13 @@ export function clientCertOptions(t: TlsSettings): { requestCert: boolean; rejec
 
 /** Why a TLS client must be turned away after its handshake, or undefined to let it in. */
 export function checkClientCert(t: TlsSettings, socket: tls.TLSSocket): string | undefined {
-  if (t.clientAuth === 'NoClientCert' || t.clientAuth === 'RequestClientCert') return undefined;
+  const requires = REQUIRES_CERT.includes(t.clientAuth);
+  const verifies = VERIFIES_CERT.includes(t.clientAuth);
+  if (!requires && !verifies) return undefined;
   const cert = socket.getPeerCertificate();
   const given = cert !== null && typeof cert === 'object' && Object.keys(cert).length > 0;
-  if (!given) return t.clientAuth === 'VerifyClientCertIfGiven' ? undefined : 'no client certificate';
-  if (t.clientAuth !== 'RequireAnyClientCert' && !socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  if (!given) return requires ? 'no client certificate' : undefined;
+  if (verifies && !socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
   if (t.clientAllowedSans) {
     const sans = (cert.subjectaltname ?? '')
       .split(/,\s*/)

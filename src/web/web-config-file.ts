@@ -7,7 +7,7 @@ import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { isBcryptHash } from './basic-auth.js';
-import { CLIENT_AUTH_TYPES, secureContextOptions, type TlsSettings } from './tls-config.js';
+import { CLIENT_AUTH_TYPES, secureContextOptions, VERIFIES_CERT, type TlsSettings } from './tls-config.js';
 
 // Loaded on first use: most installations have no web config file, and the YAML parser alone is
 // ~8 MB of the exporter's resident memory. Synchronous, as the file is read. (bcryptjs, ~2 MB more,
@@ -219,11 +219,11 @@ function parseTls(r: Reader, raw: unknown): TlsSettings | undefined {
   if (clientCa && clientAuth === 'NoClientCert') {
     r.fail(w, 'client_ca_file is set but client_auth_type is NoClientCert: set client_auth_type (e.g. RequireAndVerifyClientCert)');
   }
-  if (!clientCa && (clientAuth === 'RequireAndVerifyClientCert' || clientAuth === 'VerifyClientCertIfGiven')) {
+  if (!clientCa && VERIFIES_CERT.includes(clientAuth)) {
     r.fail(w, `client_auth_type ${clientAuth} needs client_ca_file (the CA that signs client certificates)`);
   }
   const clientAllowedSans = r.stringList(`${w}.client_allowed_sans`, t.client_allowed_sans);
-  if (clientAllowedSans && clientAuth !== 'RequireAndVerifyClientCert' && clientAuth !== 'VerifyClientCertIfGiven') {
+  if (clientAllowedSans && !VERIFIES_CERT.includes(clientAuth)) {
     r.fail(w, 'client_allowed_sans needs client_auth_type RequireAndVerifyClientCert or VerifyClientCertIfGiven');
   }
 
