@@ -3,7 +3,7 @@ import { createApp } from './app.js';
 import { buildConfig, ConfigError, EarlyExit, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { reloadWebConfigs } from './web/server.js';
-import { loadWebConfig } from './web/web-config.js';
+import { loadWebConfig } from './web/web-config-file.js';
 
 /** Exit status for a bad flag, value or config file, as Prometheus exporters use it. */
 const EXIT_USAGE = 2;

@@ -6,7 +6,10 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
-import { checkClientCert, clientCertOptions, secureContextOptions, WebConfigSource, type AuthResult, type WebConfig } from './web-config.js';
+import type { AuthResult } from './basic-auth.js';
+import { checkClientCert, clientCertOptions, secureContextOptions } from './tls-config.js';
+import type { WebConfig } from './web-config-file.js';
+import { WebConfigSource } from './web-config-source.js';
 import type { WebMetrics } from './web-metrics.js';
 
 const gzip = promisify(zlib.gzip);

@@ -7,9 +7,10 @@ import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BasicAuth } from '../../src/web/basic-auth.js';
 import { PasswordVerifier } from '../../src/web/password-verifier.js';
 import { createWebApp } from '../../src/web/server.js';
-import { BasicAuth, WebConfigSource } from '../../src/web/web-config.js';
+import { WebConfigSource } from '../../src/web/web-config-source.js';
 import { createWebMetrics } from '../../src/web/web-metrics.js';
 
 // users.good.yml: prometheus / s3cret (cost 10), alice / hunter2 (cost 4).

@@ -1,16 +1,13 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import tls from 'node:tls';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
 import type YamlModule from 'yaml';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../duration.js';
-import { PasswordVerifier } from './password-verifier.js';
-import { createWebMetrics, type WebMetrics } from './web-metrics.js';
+import { isBcryptHash } from './basic-auth.js';
+import { CLIENT_AUTH_TYPES, secureContextOptions, VERIFIES_CERT, type TlsSettings } from './tls-config.js';
 
 // Loaded on first use: most installations have no web config file, and the YAML parser alone is
 // ~8 MB of the exporter's resident memory. Synchronous, as the file is read. (bcryptjs, ~2 MB more,
@@ -30,15 +27,6 @@ const YAML = (): typeof YamlModule => (yamlModule ??= requireLazily('yaml') as t
 export class WebConfigError extends ConfigError {
   override name = 'WebConfigError';
 }
-
-export const CLIENT_AUTH_TYPES = [
-  'NoClientCert',
-  'RequestClientCert',
-  'RequireAnyClientCert',
-  'VerifyClientCertIfGiven',
-  'RequireAndVerifyClientCert',
-] as const;
-export type ClientAuthType = (typeof CLIENT_AUTH_TYPES)[number];
 
 const TLS_VERSIONS = { TLS10: 'TLSv1', TLS11: 'TLSv1.1', TLS12: 'TLSv1.2', TLS13: 'TLSv1.3' } as const;
 type TlsVersionName = keyof typeof TLS_VERSIONS;
@@ -79,22 +67,6 @@ const ALLOWED_HEADERS: Record<string, readonly string[] | undefined> = {
   'X-XSS-Protection': undefined,
   'Content-Security-Policy': undefined,
 };
-
-/** What the HTTPS server is built from (paths already resolved and files read). */
-export interface TlsSettings {
-  cert: Buffer;
-  key: Buffer;
-  clientCa?: Buffer;
-  clientAuth: ClientAuthType;
-  minVersion: tls.SecureVersion;
-  maxVersion: tls.SecureVersion;
-  /** OpenSSL cipher list, when the file restricts it. */
-  ciphers?: string;
-  ecdhCurve?: string;
-  honorCipherOrder: boolean;
-  /** A client certificate must carry one of these SANs (DNS, e-mail, IP or URI), when set. */
-  clientAllowedSans?: string[];
-}
 
 /** A validated web config. */
 export interface WebConfig {
@@ -247,11 +219,11 @@ function parseTls(r: Reader, raw: unknown): TlsSettings | undefined {
   if (clientCa && clientAuth === 'NoClientCert') {
     r.fail(w, 'client_ca_file is set but client_auth_type is NoClientCert: set client_auth_type (e.g. RequireAndVerifyClientCert)');
   }
-  if (!clientCa && (clientAuth === 'RequireAndVerifyClientCert' || clientAuth === 'VerifyClientCertIfGiven')) {
+  if (!clientCa && VERIFIES_CERT.includes(clientAuth)) {
     r.fail(w, `client_auth_type ${clientAuth} needs client_ca_file (the CA that signs client certificates)`);
   }
   const clientAllowedSans = r.stringList(`${w}.client_allowed_sans`, t.client_allowed_sans);
-  if (clientAllowedSans && clientAuth !== 'RequireAndVerifyClientCert' && clientAuth !== 'VerifyClientCertIfGiven') {
+  if (clientAllowedSans && !VERIFIES_CERT.includes(clientAuth)) {
     r.fail(w, 'client_allowed_sans needs client_auth_type RequireAndVerifyClientCert or VerifyClientCertIfGiven');
   }
 
@@ -301,17 +273,6 @@ function parseUsers(r: Reader, raw: unknown): Map<string, string> {
     r.hash.update(`user\0${user}\0${hash}\0`);
   }
   return users;
-}
-
-function isBcryptHash(hash: string): boolean {
-  if (!/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
-  const rounds = costOf(hash);
-  return rounds >= 4 && rounds <= 31;
-}
-
-/** The cost of a hash isBcryptHash accepted (`$2b$10$…` → 10), read without loading bcryptjs. */
-function costOf(hash: string): number {
-  return Number(hash.slice(4, 6));
 }
 
 function parseHttp(r: Reader, raw: unknown): { headers: Record<string, string> } {
@@ -391,264 +352,4 @@ export function loadWebConfig(file: string): WebConfig {
     throw new WebConfigError(`--web.config.file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   return parseWebConfig(text, file);
-}
-
-/** The options for `tls.createSecureContext` / `https.createServer` from the TLS settings. */
-export function secureContextOptions(t: TlsSettings): tls.SecureContextOptions {
-  return {
-    cert: t.cert,
-    key: t.key,
-    ca: t.clientCa,
-    minVersion: t.minVersion,
-    maxVersion: t.maxVersion,
-    ciphers: t.ciphers,
-    ecdhCurve: t.ecdhCurve,
-    honorCipherOrder: t.honorCipherOrder,
-  };
-}
-
-/** How the TLS server asks for client certificates; the rest of client_auth_type is checked after the handshake. */
-export function clientCertOptions(t: TlsSettings): { requestCert: boolean; rejectUnauthorized: boolean } {
-  return {
-    requestCert: t.clientAuth !== 'NoClientCert',
-    // Only this mode fails the handshake itself; the optional modes are checked by checkClientCert.
-    rejectUnauthorized: t.clientAuth === 'RequireAndVerifyClientCert',
-  };
-}
-
-/** Why a TLS client must be turned away after its handshake, or undefined to let it in. */
-export function checkClientCert(t: TlsSettings, socket: tls.TLSSocket): string | undefined {
-  if (t.clientAuth === 'NoClientCert' || t.clientAuth === 'RequestClientCert') return undefined;
-  const cert = socket.getPeerCertificate();
-  const given = cert !== null && typeof cert === 'object' && Object.keys(cert).length > 0;
-  if (!given) return t.clientAuth === 'VerifyClientCertIfGiven' ? undefined : 'no client certificate';
-  if (t.clientAuth !== 'RequireAnyClientCert' && !socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
-  if (t.clientAllowedSans) {
-    const sans = (cert.subjectaltname ?? '')
-      .split(/,\s*/)
-      .map((s) => s.replace(/^(DNS|IP Address|email|URI):/, ''))
-      .filter(Boolean);
-    if (!sans.some((s) => t.clientAllowedSans!.includes(s))) return `client certificate SANs [${sans.join(', ')}] are not in client_allowed_sans`;
-  }
-  return undefined;
-}
-
-/** Cost of the configured hashes, so that the dummy compare for an unknown user takes as long as a real one. */
-function dummyHash(users: Map<string, string>): string {
-  let cost = 10;
-  if (users.size > 0) cost = Math.max(...[...users.values()].map(costOf));
-  // Any well-formed hash will do: it only has to cost the same; it can never match (the user is unknown).
-  return `$2b$${String(cost).padStart(2, '0')}$${'N9qo8uLOickgx2ZMRZoMye'}${'IjZAgcfl7p92ldGxad68LJZdL17lhWy'}`;
-}
-
-/** Name and password pairs remembered, each way, as toolkit does: bcrypt is slow by design, scrapes are frequent. */
-const AUTH_CACHE_SIZE = 100;
-
-/** What a basic auth check found: let in, turn away (401), or not checked as too many are waiting (429). */
-export type AuthResult = 'ok' | 'denied' | 'busy';
-
-/**
- * Checks `Authorization: Basic` headers against the configured users. Every check of a name and
- * password not seen recently costs one bcrypt compare in the verifier's worker, also for a user
- * that does not exist (against a dummy hash of the same cost), so response time does not tell which
- * users exist. Pairs known to be right are answered at once, without the worker or its queue, and
- * are kept apart from wrong ones: a flood of wrong passwords can neither delay nor evict them.
- */
-export class BasicAuth {
-  /** Digest of user, hash and password → who it is; the most recently used last. */
-  private readonly good = new Map<string, { user: string; hash: string }>();
-  private readonly bad = new Set<string>();
-  /** Checks running now: the same pair sent by many requests at once costs one compare. */
-  private readonly inflight = new Map<string, Promise<boolean | 'busy'>>();
-  private readonly dummy: string;
-
-  /** `previous`: the instance this one replaces on a reload; its right pairs stay right while the user's hash is unchanged. */
-  constructor(
-    private readonly users: Map<string, string>,
-    private readonly verifier: PasswordVerifier,
-    previous?: BasicAuth,
-  ) {
-    this.dummy = dummyHash(users);
-    for (const [key, who] of previous?.good ?? []) if (users.get(who.user) === who.hash) this.good.set(key, who);
-  }
-
-  get enabled(): boolean {
-    return this.users.size > 0;
-  }
-
-  /** Whether the header carries a configured user's right password. Rejects when the worker failed: never let in then. */
-  async check(authorization: string | undefined): Promise<AuthResult> {
-    const creds = parseBasicAuth(authorization);
-    if (!creds) return 'denied';
-    const known = this.users.get(creds.user);
-    const hash = known ?? this.dummy;
-    // The key holds a digest, not the password itself.
-    const key = createHash('sha256').update(creds.user).update('\0').update(hash).update('\0').update(creds.password).digest('hex');
-    const who = this.good.get(key);
-    if (who) {
-      this.good.delete(key);
-      this.good.set(key, who);
-      return 'ok';
-    }
-    if (this.bad.has(key)) return 'denied';
-    let running = this.inflight.get(key);
-    if (!running) {
-      running = this.verifier.verify(creds.password, hash).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, running);
-    }
-    const match = await running;
-    if (match === 'busy') return 'busy';
-    if (known !== undefined && match) {
-      if (this.good.size >= AUTH_CACHE_SIZE) this.good.delete(this.good.keys().next().value!);
-      this.good.set(key, { user: creds.user, hash });
-      return 'ok';
-    }
-    if (this.bad.size >= AUTH_CACHE_SIZE) this.bad.delete(this.bad.values().next().value!);
-    this.bad.add(key);
-    return 'denied';
-  }
-}
-
-/** `Basic base64(user:password)` → its parts, or undefined when the header is not that. */
-export function parseBasicAuth(header: string | undefined): { user: string; password: string } | undefined {
-  const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
-  if (!m) return undefined;
-  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-}
-
-interface SourceEvents {
-  /** A changed file was read and applied. */
-  change: [next: WebConfig, previous: WebConfig];
-}
-
-/** Client-certificate modes that turn away a client without a certificate. */
-const REQUIRES_CERT: readonly ClientAuthType[] = ['RequireAnyClientCert', 'RequireAndVerifyClientCert'];
-/** Client-certificate modes that check a certificate against client_ca_file. */
-const VERIFIES_CERT: readonly ClientAuthType[] = ['VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'];
-
-/**
- * What `next` would turn off that the running config has: basic auth, TLS, requiring or verifying
- * client certificates, a SAN allow-list. Empty when it may replace it while running. An editor or a
- * config tool writes an empty or half-written file for an instant, and that must not open the
- * endpoint; changing users, passwords, certificates, CAs or headers is fine.
- */
-export function weakenings(running: WebConfig, next: WebConfig): string[] {
-  const found: string[] = [];
-  if (running.users.size > 0 && next.users.size === 0) found.push('it has no basic_auth_users, which would turn basic auth off');
-  const [was, now] = [running.tls, next.tls];
-  if (was && !now) found.push('it has no tls_server_config, which would turn TLS off');
-  if (was && now) {
-    if (REQUIRES_CERT.includes(was.clientAuth) && !REQUIRES_CERT.includes(now.clientAuth)) {
-      found.push(`client_auth_type ${now.clientAuth} would let in clients without a certificate, which ${was.clientAuth} turns away`);
-    }
-    if (VERIFIES_CERT.includes(was.clientAuth) && !VERIFIES_CERT.includes(now.clientAuth)) {
-      found.push(`client_auth_type ${now.clientAuth} would stop verifying client certificates against client_ca_file, which ${was.clientAuth} does`);
-    }
-    if (was.clientAllowedSans && !now.clientAllowedSans) {
-      found.push('it has no client_allowed_sans, which would let in any certificate the CA signed');
-    }
-  }
-  return found;
-}
-
-/** What a WebConfigSource takes besides its file and logger. */
-export interface WebConfigSourceOptions {
-  /** Counters of reloads and of password checks; without them nothing is exposed. */
-  metrics?: WebMetrics;
-  /** Where passwords are checked; one is made (its worker started on the first check) when not given. */
-  verifier?: PasswordVerifier;
-}
-
-/**
- * The current web config of a running server: re-read when the file or a file it names changes
- * (a cheap stat of each, checked on every connection and request) or on `refresh(true)` (SIGHUP).
- * A file that became bad, or that would turn off basic auth, TLS or client-certificate checks the
- * running config has, is refused: logged once at warn, counted, and the last good config stays in
- * force. So is a change between HTTP and HTTPS. Turning protection off takes a restart.
- */
-export class WebConfigSource extends EventEmitter<SourceEvents> {
-  private config: WebConfig;
-  private auth: BasicAuth;
-  private stamps: string;
-  private lastError: string | undefined;
-  readonly metrics: WebMetrics;
-  private readonly verifier: PasswordVerifier;
-
-  constructor(
-    readonly file: string,
-    private readonly logger: Logger,
-    opts: WebConfigSourceOptions = {},
-  ) {
-    super();
-    this.metrics = opts.metrics ?? createWebMetrics(new Registry());
-    this.verifier = opts.verifier ?? new PasswordVerifier(logger);
-    this.config = loadWebConfig(file);
-    this.auth = new BasicAuth(this.config.users, this.verifier);
-    this.stamps = stampsOf(this.config.files);
-  }
-
-  get current(): WebConfig {
-    return this.config;
-  }
-
-  get basicAuth(): BasicAuth {
-    return this.auth;
-  }
-
-  /** Re-reads the config if any of its files changed since the last look (or always, with force). */
-  refresh(force = false): void {
-    const stamps = stampsOf(this.config.files);
-    if (!force && stamps === this.stamps) return;
-    this.stamps = stamps;
-    let next: WebConfig;
-    try {
-      next = loadWebConfig(this.file);
-      if (!this.config.tls && next.tls) {
-        throw new WebConfigError(`--web.config.file ${this.file}: switching from HTTP to HTTPS needs a restart`);
-      }
-      const weaker = weakenings(this.config, next);
-      if (weaker.length > 0) {
-        throw new WebConfigError(`--web.config.file ${this.file}: refused while running: ${weaker.join('; ')}; turning that off takes a restart`);
-      }
-    } catch (err) {
-      this.metrics.configReloads.inc({ result: 'failure' });
-      const message = (err as Error).message;
-      // Warn, not error: the exporter goes on serving exactly as before.
-      if (message !== this.lastError) this.logger.warn({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
-      this.lastError = message;
-      return;
-    }
-    this.metrics.configReloads.inc({ result: 'success' });
-    this.lastError = undefined;
-    // Files it names may have changed too (a new cert_file): watch the new set from now on.
-    this.stamps = stampsOf(next.files);
-    if (next.digest === this.config.digest) return;
-    const previous = this.config;
-    this.config = next;
-    this.auth = new BasicAuth(next.users, this.verifier, this.auth);
-    this.logger.info({ file: this.file, tls: Boolean(next.tls), users: next.users.size, headers: Object.keys(next.headers).length }, 'web config reloaded');
-    this.emit('change', next, previous);
-  }
-
-  /** Stops the password worker, if one runs. */
-  close(): Promise<void> {
-    return this.verifier.close();
-  }
-}
-
-/** One string that changes when any of the files does (inode, size, mtime, ctime; or the error). */
-function stampsOf(files: string[]): string {
-  return files
-    .map((f) => {
-      try {
-        const s = fs.statSync(f, { bigint: true });
-        return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-      } catch (err) {
-        return `!${(err as NodeJS.ErrnoException).code ?? 'error'}`;
-      }
-    })
-    .join('|');
 }
