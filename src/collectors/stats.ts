@@ -1,27 +1,20 @@
-import type { Readable } from 'node:stream';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { Gauge } from 'prom-client';
-import { Backoff, sleep } from '../backoff.js';
-import { isNotFound } from '../docker/errors.js';
-import { readNdjson } from '../docker/ndjson.js';
+import { sleep } from '../backoff.js';
 import { SeriesMetric } from '../exposition.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
+import { EnginePollSource } from '../stats/engine-poll.js';
+import { EngineStreamSource } from '../stats/engine-stream.js';
+import type { StatsSink, StatsSource, Target } from '../stats/source.js';
 import type { Collector, CollectorDeps, CollectorModule } from './collector.js';
 
 /** What is kept per container with resource series: the latest raw payload, parsed lazily once. */
-interface Tracked {
-  id: string;
+interface Tracked extends Target {
   /** The latest usable payload as the engine sent it; undefined until the first one arrives. */
   raw: unknown;
   /** `raw` parsed at the first scrape after it arrived: undefined = not yet, null = unusable. */
   parsed: StatsSample | null | undefined;
-  /** Start time of the run the stream or samples belong to; a restart begins a new one. */
-  startedAt: number | undefined;
-  stream?: { ctl: AbortController; done: Promise<void> };
-  /** Poll mode: the one-shot request in flight, so one container never has two. */
-  polling?: Promise<void>;
 }
 
 // Go's zero time: the engine's empty sample. Dropped on arrival so it never hides the last good one.
@@ -75,8 +68,9 @@ function createMetrics(deps: CollectorDeps) {
 type StatsMetrics = ReturnType<typeof createMetrics>;
 
 /**
- * Per-container CPU, memory, network, block I/O and PIDs under cAdvisor's names, from the engine's
- * stats API: one long-lived stream per container (`--stats.mode stream`) or one-shot samples every
+ * Per-container CPU, memory, network, block I/O and PIDs under cAdvisor's names. The collector
+ * follows the inventory and renders; its source (src/stats/) reads the samples: the engine's stats
+ * API as one long-lived stream per container (`--stats.mode stream`) or one-shot samples every
  * interval (`poll`). Only the latest raw sample is kept; it is parsed at the first scrape after it
  * arrived, never per sample.
  */
@@ -90,14 +84,11 @@ export const statsCollector: CollectorModule = {
 };
 
 /** The stats collector; exported for tests, which drive it with a fake engine and inventory. */
-export class StatsCollector implements Collector {
+export class StatsCollector implements Collector, StatsSink {
   private readonly tracked = new Map<string, Tracked>();
   private readonly m: StatsMetrics;
-  private readonly stopCtl = new AbortController();
-  private readonly limit: LimitFunction;
-  private readonly streaming: boolean;
-  private openStreams = 0;
-  private pollLoop: Promise<void> | undefined;
+  private readonly source: StatsSource;
+  private stopped = false;
   private started = false;
 
   private readonly onUpsert = (record: ContainerRecord): void => this.follow(record);
@@ -106,22 +97,21 @@ export class StatsCollector implements Collector {
 
   constructor(private readonly deps: CollectorDeps) {
     this.m = createMetrics(deps);
-    this.streaming = deps.config.stats.mode === 'stream';
-    this.limit = pLimit(deps.config.stats.concurrency);
-    const self = this;
+    this.source = deps.config.stats.mode === 'stream' ? new EngineStreamSource(deps, this) : new EnginePollSource(deps, this);
+    const source = this.source;
     new Gauge({
       name: 'docker_exporter_stats_streams',
       help: 'Stats streams open to the Docker Engine (one per running container in stream mode; 0 in poll mode).',
       registers: [deps.registry],
       collect() {
-        this.set(self.openStreams);
+        this.set(source.openStreams);
       },
     });
   }
 
   /** Open streams right now (for tests). */
   get streams(): number {
-    return this.openStreams;
+    return this.source.openStreams;
   }
 
   start(): void {
@@ -132,7 +122,7 @@ export class StatsCollector implements Collector {
     inventory.on('remove', this.onRemove);
     inventory.on('synced', this.onSynced);
     this.reconcile();
-    if (!this.streaming) this.pollLoop = this.runPollLoop();
+    this.source.start();
   }
 
   async stop(): Promise<void> {
@@ -140,19 +130,10 @@ export class StatsCollector implements Collector {
     inventory.off('upsert', this.onUpsert);
     inventory.off('remove', this.onRemove);
     inventory.off('synced', this.onSynced);
-    this.stopCtl.abort();
-    const pending: Promise<unknown>[] = [];
-    for (const t of this.tracked.values()) {
-      if (t.stream) {
-        t.stream.ctl.abort();
-        pending.push(t.stream.done);
-      }
-      if (t.polling) pending.push(t.polling);
-    }
-    if (this.pollLoop) pending.push(this.pollLoop);
+    this.stopped = true;
     this.tracked.clear();
     // Aborted requests settle at once; the cap only guards against a misbehaving socket.
-    await Promise.race([Promise.allSettled(pending), sleep(1500)]);
+    await Promise.race([this.source.stop(), sleep(1500)]);
   }
 
   update(): void {
@@ -172,41 +153,56 @@ export class StatsCollector implements Collector {
     if (!inventory.current) throw new Error(inventory.lastError ?? 'container inventory is not current');
   }
 
+  targets(): Iterable<Target> {
+    return this.tracked.values();
+  }
+
+  follows(t: Target): boolean {
+    return this.tracked.get(t.id) === t;
+  }
+
+  deliver(t: Target, value: unknown): void {
+    const read = (value as { read?: unknown } | null)?.read;
+    if (typeof read === 'string' && ZERO_READ.test(read)) return;
+    const tracked = this.tracked.get(t.id);
+    if (tracked !== t) return;
+    tracked.raw = value;
+    tracked.parsed = undefined;
+  }
+
+  bad(id: string, reason: string): void {
+    this.deps.metrics.parseErrors.inc({ source: 'stats' });
+    this.deps.logger.debug({ id, reason }, 'unusable stats record');
+  }
+
   /** Starts or stops following a container as the inventory reports it. */
   private follow(record: ContainerRecord): void {
-    if (this.stopCtl.signal.aborted) return;
+    if (this.stopped) return;
     if (!hasStats(record)) {
       this.untrack(record.id);
       return;
     }
     let t = this.tracked.get(record.id);
-    const restarted = t !== undefined && t.startedAt !== record.startedAtSeconds;
-    if (t && !restarted && (!this.streaming || t.stream)) return;
+    let fresh = true;
     if (!t) {
       t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds };
       this.tracked.set(record.id, t);
-    } else if (restarted) {
+    } else if (t.startedAt !== record.startedAtSeconds) {
       // Samples of the previous run are not this run's: its counters started again from zero.
       t.startedAt = record.startedAtSeconds;
       t.raw = undefined;
       t.parsed = undefined;
+    } else {
+      fresh = false;
     }
-    if (this.streaming) this.openStream(t);
-    // A container that just started gets series now, not one interval later, and ahead of the
-    // round (those found running at the exporter's start wait their turn, or all would go at once).
-    else void this.sampleOnce(t, this.startedWithinInterval(record));
-  }
-
-  private startedWithinInterval(record: ContainerRecord): boolean {
-    const startedAt = record.startedAtSeconds;
-    return startedAt !== undefined && Date.now() / 1000 - startedAt < this.deps.config.stats.intervalMs / 1000;
+    this.source.follow(t, fresh);
   }
 
   private untrack(id: string): void {
     const t = this.tracked.get(id);
     if (!t) return;
     this.tracked.delete(id);
-    t.stream?.ctl.abort();
+    this.source.unfollow(t);
   }
 
   /** Brings the tracked set in line with the inventory (after its full syncs and at start). */
@@ -220,139 +216,16 @@ export class StatsCollector implements Collector {
     for (const id of [...this.tracked.keys()]) if (!keep.has(id)) this.untrack(id);
   }
 
-  private store(t: Tracked, value: unknown): void {
-    const read = (value as { read?: unknown } | null)?.read;
-    if (typeof read === 'string' && ZERO_READ.test(read)) return;
-    t.raw = value;
-    t.parsed = undefined;
-  }
-
   private parse(t: Tracked): StatsSample | null {
     try {
       const sample = parseStats(t.raw);
-      if (sample && sample.malformed > 0) this.countBad(t.id, `${sample.malformed} field(s) of an unexpected type left out`);
+      if (sample && sample.malformed > 0) this.bad(t.id, `${sample.malformed} field(s) of an unexpected type left out`);
       return sample;
     } catch (err) {
       if (!(err instanceof PayloadError)) throw err;
-      this.countBad(t.id, err.message);
+      this.bad(t.id, err.message);
       return null;
     }
-  }
-
-  private countBad(id: string, reason: string): void {
-    this.deps.metrics.parseErrors.inc({ source: 'stats' });
-    this.deps.logger.debug({ id, reason }, 'unusable stats record');
-  }
-
-  private openStream(t: Tracked): void {
-    t.stream?.ctl.abort();
-    const ctl = new AbortController();
-    const handle = { ctl, done: Promise.resolve() };
-    t.stream = handle;
-    handle.done = this.runStream(t, ctl.signal).finally(() => {
-      // Gave up (container gone): let a later upsert or sync open a new one.
-      if (t.stream === handle) t.stream = undefined;
-    });
-  }
-
-  /**
-   * Follows one container's stream until aborted, reopening it with backoff when it drops while the
-   * container still runs (an engine restart ends every stream).
-   */
-  private async runStream(t: Tracked, signal: AbortSignal): Promise<void> {
-    const { docker, logger } = this.deps;
-    const log = logger.child({ collector: 'stats', id: t.id });
-    const backoff = new Backoff();
-    while (!signal.aborted) {
-      let res: Readable | undefined;
-      let received = false;
-      try {
-        res = await docker.stream('stats', { id: t.id, query: { stream: true }, signal });
-        if (signal.aborted) break;
-        const response = res;
-        // Ends the socket however the abort comes, even between two records.
-        const close = (): void => void response.destroy();
-        signal.addEventListener('abort', close, { once: true });
-        this.openStreams++;
-        try {
-          await readNdjson(response, {
-            onRecord: (value) => {
-              if (signal.aborted) return;
-              received = true;
-              this.store(t, value);
-            },
-            onBadRecord: (reason, sample) => this.countBad(t.id, `${reason} line: ${sample}`),
-          });
-          if (!signal.aborted) log.debug('stats stream ended by the engine');
-        } finally {
-          this.openStreams--;
-          signal.removeEventListener('abort', close);
-        }
-      } catch (err) {
-        if (signal.aborted) break;
-        if (isNotFound(err)) {
-          log.debug('container gone; stats stream closed');
-          return;
-        }
-        log.debug({ err: (err as Error).message }, 'stats stream failed');
-      } finally {
-        res?.destroy();
-      }
-      if (signal.aborted) break;
-      if (received) backoff.reset();
-      await sleep(backoff.next(), signal);
-    }
-  }
-
-  /** One round per interval, each after the previous finished, so rounds never overlap. */
-  private async runPollLoop(): Promise<void> {
-    const { intervalMs } = this.deps.config.stats;
-    const signal = this.stopCtl.signal;
-    while (!signal.aborted) {
-      const started = performance.now();
-      // Each sample ends within --docker.timeout and --stats.concurrency run at once, so a round
-      // that completes no sample for twice that is stuck.
-      const pass = this.deps.health.begin('stats poll round', 2 * this.deps.config.docker.timeoutMs);
-      try {
-        await Promise.all([...this.tracked.values()].map((t) => this.sampleOnce(t).then(() => pass.beat())));
-      } finally {
-        pass.end();
-      }
-      await sleep(Math.max(0, intervalMs - (performance.now() - started)), signal);
-    }
-  }
-
-  /**
-   * One one-shot sample of a container, through the concurrency limit; joins one in flight.
-   * `urgent` (the container just started) skips the limit's queue, which holds the round:
-   * the engine answers each one-shot request at its next 1-second collection, so at 1,000
-   * containers a round takes half a minute, and a new container behind it would wait that long.
-   */
-  private sampleOnce(t: Tracked, urgent = false): Promise<void> {
-    if (t.polling) return t.polling;
-    let startedAt = t.startedAt;
-    const sample = async (): Promise<void> => {
-      if (this.tracked.get(t.id) !== t || this.stopCtl.signal.aborted) return;
-      startedAt = t.startedAt;
-      try {
-        const payload = await this.deps.docker.get<unknown>('stats', { id: t.id, 
-          query: { stream: false, 'one-shot': true },
-          signal: this.stopCtl.signal,
-        });
-        // Removed, stopped or restarted meanwhile: the answer belongs to nothing we export.
-        if (this.tracked.get(t.id) === t && t.startedAt === startedAt) this.store(t, payload);
-      } catch (err) {
-        if (this.stopCtl.signal.aborted || isNotFound(err)) return;
-        this.deps.logger.debug({ collector: 'stats', id: t.id, err: (err as Error).message }, 'stats sample failed');
-      }
-    };
-    const run = (urgent ? sample() : this.limit(sample)).finally(() => {
-      t.polling = undefined;
-      // The container restarted while this sample was in flight: the new run deserves one now.
-      if (t.startedAt !== startedAt && this.tracked.get(t.id) === t) void this.sampleOnce(t, true);
-    });
-    t.polling = run;
-    return run;
   }
 }
 
