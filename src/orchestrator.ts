@@ -2,6 +2,7 @@ import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collectors/collector.js';
 import { renderRegistry, type Format } from './exposition.js';
+import { DistinctFailures } from './helpers.js';
 
 export type { Format } from './exposition.js';
 
@@ -36,8 +37,8 @@ export class Orchestrator {
   private readonly inFlight = new Map<Format, Promise<Rendered>>();
   /** Renders run one after another, so that concurrent scrapes share one rather than race. */
   private queue: Promise<unknown> = Promise.resolve();
-  /** Last failure message per collector, so a collector failing every scrape logs once, not every time. */
-  private readonly lastFailure = new Map<string, string>();
+  /** So that a collector failing every scrape logs once, not every time. */
+  private readonly failures = new DistinctFailures();
   /** Updates still running past their budget: the next scrape waits on the same one, never starts a second. */
   private readonly updating = new Map<string, Promise<RunOutcome | void>>();
 
@@ -125,16 +126,12 @@ export class Orchestrator {
             ok = outcome.success;
             durationSeconds = outcome.durationSeconds;
           }
-          this.lastFailure.delete(name);
+          this.failures.clear(name);
         } catch (err) {
           ok = false;
           const message = (err as Error).message;
-          if (this.lastFailure.get(name) !== message) {
-            this.logger.warn({ collector: name, err: message }, 'collector failed');
-            this.lastFailure.set(name, message);
-          } else {
-            this.logger.debug({ collector: name, err: message }, 'collector failed');
-          }
+          if (this.failures.isNew(name, message)) this.logger.warn({ collector: name, err: message }, 'collector failed');
+          else this.logger.debug({ collector: name, err: message }, 'collector failed');
         }
         this.success.set({ collector: name }, ok ? 1 : 0);
         this.duration.set({ collector: name }, durationSeconds ?? (performance.now() - started) / 1000);

@@ -3,6 +3,7 @@ import { SeriesMetric } from '../exposition.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { CONTAINER_STATES, HEALTH_STATUSES } from '../parse/container.js';
 import type { CollectorModule } from './collector.js';
+import { setIfDefined } from '../helpers.js';
 
 /** The kernel's CFS period when none is set (sched-bwc.txt), which cAdvisor reports from the cgroup. */
 export const DEFAULT_CPU_PERIOD = 100_000;
@@ -135,10 +136,10 @@ export class ContainerMetrics {
     this.exitCode.set(l, r.exitCode);
     this.oomKilled.set(l, r.oomKilled ? 1 : 0);
     this.oomEvents.set(l, r.oomEvents);
-    setIf(this.created, l, r.createdSeconds);
-    setIf(this.startedAt, l, r.startedAtSeconds);
-    setIf(this.finishedAt, l, r.finishedAtSeconds);
-    setIf(this.startTime, l, r.startedAtSeconds);
+    setIfDefined(this.created, l, r.createdSeconds);
+    setIfDefined(this.startedAt, l, r.startedAtSeconds);
+    setIfDefined(this.finishedAt, l, r.finishedAtSeconds);
+    setIfDefined(this.startTime, l, r.startedAtSeconds);
     this.memoryLimit.set(l, r.spec.memory);
     this.memoryReservation.set(l, r.spec.memoryReservation);
     this.memorySwap.set(l, r.spec.memorySwap);
@@ -147,10 +148,6 @@ export class ContainerMetrics {
     this.cpuPeriod.set(l, r.spec.cpuPeriod > 0 ? r.spec.cpuPeriod : DEFAULT_CPU_PERIOD);
     this.cpuShares.set(l, r.spec.cpuShares > 0 ? r.spec.cpuShares : DEFAULT_CPU_SHARES);
   }
-}
-
-function setIf(gauge: SeriesMetric, labels: Labels, value: number | undefined): void {
-  if (value !== undefined) gauge.set(labels, value);
 }
 
 /**

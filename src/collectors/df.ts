@@ -3,6 +3,7 @@ import { SeriesMetric } from '../exposition.js';
 import { Backoff } from '../backoff.js';
 import { compareApiVersions } from '../docker/client.js';
 import { EngineTimeout } from '../docker/errors.js';
+import { DistinctFailures, setIfDefined } from '../helpers.js';
 import { DISK_USAGE_KINDS, parseDiskUsage, type DiskUsage } from '../parse/df.js';
 import { PayloadError } from '../parse/guards.js';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collector.js';
@@ -54,7 +55,7 @@ class DfCollector implements Collector {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** What the logged failure was ('timeout' or its message), so a failure repeated run after run logs once. */
-  private failing: string | undefined;
+  private readonly failures = new DistinctFailures();
   private readonly retry = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
 
   constructor(private readonly deps: CollectorDeps) {
@@ -122,8 +123,7 @@ class DfCollector implements Collector {
       this.lastSuccess.set(Date.now() / 1000);
       this.outcome = { success: true, durationSeconds: (performance.now() - started) / 1000 };
       this.retry.reset();
-      if (this.failing !== undefined) logger.info({ collector: 'df' }, 'disk usage run succeeded again');
-      this.failing = undefined;
+      if (this.failures.clear('run')) logger.info({ collector: 'df' }, 'disk usage run succeeded again');
     } catch (err) {
       if (this.stopped) return;
       const durationMs = performance.now() - started;
@@ -133,7 +133,7 @@ class DfCollector implements Collector {
       const timedOut = err instanceof EngineTimeout;
       // Timeouts are one failure whichever request hit them; other failures are told apart by message.
       const key = timedOut ? 'timeout' : message;
-      if (this.failing !== key) {
+      if (this.failures.isNew('run', key)) {
         logger.warn(
           { collector: 'df', err: message, ms: Math.round(durationMs), keeping: this.last ? 'previous values' : 'no values yet' },
           timedOut ? 'disk usage run timed out' : 'disk usage run failed',
@@ -141,7 +141,6 @@ class DfCollector implements Collector {
       } else {
         logger.debug({ collector: 'df', err: message }, 'disk usage run failed again');
       }
-      this.failing = key;
       // A run that used up its timeout would only time out again sooner; one that failed fast
       // (engine restarting, an old engine still busy with another df) is worth retrying early.
       if (!timedOut) nextDelay = Math.min(intervalMs, this.retry.next());
@@ -180,8 +179,8 @@ class DfCollector implements Collector {
     for (const [id, sizes] of Object.entries(usage.containers)) {
       const labels = this.deps.inventory.get(id)?.promLabels;
       if (!labels) continue;
-      if (sizes.sizeRw !== undefined) this.rwSize.set(labels, sizes.sizeRw);
-      if (sizes.sizeRootFs !== undefined) this.rootFsSize.set(labels, sizes.sizeRootFs);
+      setIfDefined(this.rwSize, labels, sizes.sizeRw);
+      setIfDefined(this.rootFsSize, labels, sizes.sizeRootFs);
     }
     for (const v of usage.volumes) {
       const labels = { volume: v.name, driver: v.driver };

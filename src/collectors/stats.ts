@@ -1,6 +1,7 @@
 import { Gauge } from 'prom-client';
 import { sleep } from '../backoff.js';
 import { SeriesMetric } from '../exposition.js';
+import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
@@ -229,55 +230,49 @@ export class StatsCollector implements Collector, StatsSink {
   }
 }
 
-/** Turns one sample into series; throttling only for containers with a CPU quota (as cAdvisor). */
+/**
+ * Turns one sample into series; throttling only for containers with a CPU quota (as cAdvisor).
+ * Counters carry the engine's absolute totals, set as they are.
+ */
 function emit(m: StatsMetrics, record: ContainerRecord, s: StatsSample): void {
   const L = record.promLabels;
-  count(m.cpuTotal, L, s.cpuTotalSeconds);
-  count(m.cpuUser, L, s.cpuUserSeconds);
-  count(m.cpuSystem, L, s.cpuSystemSeconds);
+  setIfDefined(m.cpuTotal, L, s.cpuTotalSeconds);
+  setIfDefined(m.cpuUser, L, s.cpuUserSeconds);
+  setIfDefined(m.cpuSystem, L, s.cpuSystemSeconds);
   if (record.spec.cpuQuota > 0) {
-    count(m.cfsPeriods, L, s.cfsPeriods);
-    count(m.cfsThrottledPeriods, L, s.cfsThrottledPeriods);
-    count(m.cfsThrottledSeconds, L, s.cfsThrottledSeconds);
+    setIfDefined(m.cfsPeriods, L, s.cfsPeriods);
+    setIfDefined(m.cfsThrottledPeriods, L, s.cfsThrottledPeriods);
+    setIfDefined(m.cfsThrottledSeconds, L, s.cfsThrottledSeconds);
   }
-  set(m.memUsage, L, s.memoryUsageBytes);
-  set(m.memWorkingSet, L, s.memoryWorkingSetBytes);
-  set(m.memRss, L, s.memoryRssBytes);
-  set(m.memCache, L, s.memoryCacheBytes);
-  set(m.memMappedFile, L, s.memoryMappedFileBytes);
-  set(m.memMaxUsage, L, s.memoryMaxUsageBytes);
+  setIfDefined(m.memUsage, L, s.memoryUsageBytes);
+  setIfDefined(m.memWorkingSet, L, s.memoryWorkingSetBytes);
+  setIfDefined(m.memRss, L, s.memoryRssBytes);
+  setIfDefined(m.memCache, L, s.memoryCacheBytes);
+  setIfDefined(m.memMappedFile, L, s.memoryMappedFileBytes);
+  setIfDefined(m.memMaxUsage, L, s.memoryMaxUsageBytes);
   if (s.pgfault !== undefined) m.memFailures.set(derive(L, 'failure_type', 'pgfault', 'scope', 'container'), s.pgfault);
   if (s.pgmajfault !== undefined) m.memFailures.set(derive(L, 'failure_type', 'pgmajfault', 'scope', 'container'), s.pgmajfault);
   for (const n of s.networks) {
     const NL = derive(L, 'interface', n.name);
-    count(m.netRxBytes, NL, n.rxBytes);
-    count(m.netRxPackets, NL, n.rxPackets);
-    count(m.netRxDropped, NL, n.rxDropped);
-    count(m.netRxErrors, NL, n.rxErrors);
-    count(m.netTxBytes, NL, n.txBytes);
-    count(m.netTxPackets, NL, n.txPackets);
-    count(m.netTxDropped, NL, n.txDropped);
-    count(m.netTxErrors, NL, n.txErrors);
+    setIfDefined(m.netRxBytes, NL, n.rxBytes);
+    setIfDefined(m.netRxPackets, NL, n.rxPackets);
+    setIfDefined(m.netRxDropped, NL, n.rxDropped);
+    setIfDefined(m.netRxErrors, NL, n.rxErrors);
+    setIfDefined(m.netTxBytes, NL, n.txBytes);
+    setIfDefined(m.netTxPackets, NL, n.txPackets);
+    setIfDefined(m.netTxDropped, NL, n.txDropped);
+    setIfDefined(m.netTxErrors, NL, n.txErrors);
   }
   for (const d of s.blkio) {
     const DL = derive(L, 'device', d.device);
-    count(m.fsReadBytes, DL, d.readBytes);
-    count(m.fsWriteBytes, DL, d.writeBytes);
-    count(m.fsReads, DL, d.reads);
-    count(m.fsWrites, DL, d.writes);
+    setIfDefined(m.fsReadBytes, DL, d.readBytes);
+    setIfDefined(m.fsWriteBytes, DL, d.writeBytes);
+    setIfDefined(m.fsReads, DL, d.reads);
+    setIfDefined(m.fsWrites, DL, d.writes);
   }
-  set(m.threads, L, s.threads);
-  set(m.threadsMax, L, s.threadsMax);
+  setIfDefined(m.threads, L, s.threads);
+  setIfDefined(m.threadsMax, L, s.threadsMax);
   m.lastSeen.set(L, s.read);
-}
-
-/** Counters carry the engine's absolute totals, set as they are. */
-function count(c: SeriesMetric, labels: Labels, value: number | undefined): void {
-  if (value !== undefined) c.set(labels, value);
-}
-
-function set(g: SeriesMetric, labels: Labels, value: number | undefined): void {
-  if (value !== undefined) g.set(labels, value);
 }
 
 /** Label sets made from a container's labels, kept as long as those are (its inventory record's life). */

@@ -5,6 +5,7 @@ import type { ExporterMetrics } from '../exporter-metrics.js';
 import { parseEvent, type EngineEvent } from '../parse/event.js';
 import type { EngineApi } from './client.js';
 import { readNdjson } from './ndjson.js';
+import { safeEmit } from '../helpers.js';
 
 interface EventStreamEvents {
   /** The stream is (re)established; `reconnect` is false on the first connection only. */
@@ -123,7 +124,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         this.up = true;
         warned = false;
         this.lastErrorText = undefined;
-        this.safeEmit('connected', connections > 0);
+        safeEmit(this, this.opts.logger, 'events', 'connected', connections > 0);
         connections++;
         backoff.reset();
         await readNdjson(res, {
@@ -142,7 +143,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
         if (!warned) this.opts.logger.warn({ err: (err as Error).message }, 'events stream down; reconnecting');
         else this.opts.logger.debug({ err: (err as Error).message }, 'events stream still down');
         warned = true;
-        this.safeEmit('disconnected', err as Error);
+        safeEmit(this, this.opts.logger, 'events', 'disconnected', err as Error);
       }
       await sleep(backoff.next(), signal);
     }
@@ -164,7 +165,7 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
       if (this.highNano === undefined || event.timeNano > this.highNano) this.highNano = event.timeNano;
       this.prune();
     }
-    this.safeEmit('event', event);
+    safeEmit(this, this.opts.logger, 'events', 'event', event);
   }
 
   /** Forgets delivered events older than the replay margin, at most once per margin of time. */
@@ -174,14 +175,5 @@ export class EventStream extends EventEmitter<EventStreamEvents> {
     this.prunedAt = high;
     const oldest = high - REPLAY_MARGIN_NS;
     for (const [key, t] of this.recent) if (t < oldest) this.recent.delete(key);
-  }
-
-  /** A listener's bug must not break the stream (or be mistaken for a stream failure). */
-  private safeEmit<K extends keyof EventStreamEvents>(name: K, ...args: EventStreamEvents[K]): void {
-    try {
-      (this.emit as (n: K, ...a: EventStreamEvents[K]) => boolean)(name, ...args);
-    } catch (err) {
-      this.opts.logger.error({ err: (err as Error).message, stack: (err as Error).stack, listener: name }, 'events listener failed');
-    }
   }
 }

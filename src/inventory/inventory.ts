@@ -7,6 +7,7 @@ import type { EngineApi } from '../docker/client.js';
 import { isNotFound } from '../docker/errors.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
+import { safeEmit } from '../helpers.js';
 import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { baseAction, type EngineEvent } from '../parse/event.js';
@@ -214,7 +215,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
           if (await this.syncOnce()) {
             this.syncedConnection = connection;
             this.lastErrorText = undefined;
-            this.safeEmit('synced');
+            safeEmit(this, this.deps.logger, 'inventory', 'synced');
           } else if (this.streamUp && !this.stopped) {
             await sleep(backoff.next(), this.stopController.signal);
             this.syncAgain = true;
@@ -374,7 +375,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     };
     this.records.set(id, record);
     this.versions.set(id, ++this.version);
-    this.safeEmit('upsert', record, previous);
+    safeEmit(this, this.deps.logger, 'inventory', 'upsert', record, previous);
   }
 
   /**
@@ -411,16 +412,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     const record = this.records.get(id);
     if (!record) return;
     this.records.delete(id);
-    this.safeEmit('remove', record);
-  }
-
-  /** A listener's bug (a collector's) must not stop the inventory from keeping current. */
-  private safeEmit<K extends keyof InventoryEvents>(name: K, ...args: InventoryEvents[K]): void {
-    try {
-      (this.emit as (n: K, ...a: InventoryEvents[K]) => boolean)(name, ...args);
-    } catch (err) {
-      this.deps.logger.error({ err: (err as Error).message, stack: (err as Error).stack, listener: name }, 'inventory listener failed');
-    }
+    safeEmit(this, this.deps.logger, 'inventory', 'remove', record);
   }
 
   /**

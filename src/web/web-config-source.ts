@@ -7,6 +7,7 @@ import { PasswordVerifier } from './password-verifier.js';
 import { REQUIRES_CERT, VERIFIES_CERT } from './tls-config.js';
 import { loadWebConfig, WebConfigError, type WebConfig } from './web-config-file.js';
 import { createWebMetrics, type WebMetrics } from './web-metrics.js';
+import { DistinctFailures } from '../helpers.js';
 
 interface SourceEvents {
   /** A changed file was read and applied. */
@@ -57,7 +58,8 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
   private config: WebConfig;
   private auth: BasicAuth;
   private stamps: string;
-  private lastError: string | undefined;
+  /** So that a bad file, checked on every request, is logged once per distinct reason. */
+  private readonly failures = new DistinctFailures();
   readonly metrics: WebMetrics;
   private readonly verifier: PasswordVerifier;
 
@@ -101,12 +103,11 @@ export class WebConfigSource extends EventEmitter<SourceEvents> {
       this.metrics.configReloads.inc({ result: 'failure' });
       const message = (err as Error).message;
       // Warn, not error: the exporter goes on serving exactly as before.
-      if (message !== this.lastError) this.logger.warn({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
-      this.lastError = message;
+      if (this.failures.isNew(this.file, message)) this.logger.warn({ err: message, file: this.file }, 'web config not reloaded; keeping the last good one');
       return;
     }
     this.metrics.configReloads.inc({ result: 'success' });
-    this.lastError = undefined;
+    this.failures.clear(this.file);
     // Files it names may have changed too (a new cert_file): watch the new set from now on.
     this.stamps = stampsOf(next.files);
     if (next.digest === this.config.digest) return;

@@ -1,0 +1,52 @@
+import type { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+
+/** A per-container series family (SeriesMetric); prom-client's overloaded set() does not fit this shape. */
+interface Settable<L> {
+  set(labels: L, value: number): void;
+}
+
+/** Sets a series where the engine reported the value; leaves it out (no line) where it did not. */
+export function setIfDefined<L>(metric: Settable<L>, labels: L, value: number | undefined): void {
+  if (value !== undefined) metric.set(labels, value);
+}
+
+/**
+ * Emits without letting a listener's bug (a collector's) escape into the emitter's own loop, where
+ * it would break the stream or inventory, or be mistaken for the engine's failure. Logged with
+ * what it was (`what listener failed`).
+ */
+export function safeEmit<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(emitter: EventEmitter<T>, logger: Logger, what: string, name: K, ...args: T[K]): void {
+  try {
+    // Node's typed emit() cannot be called generically over the event map; the signature above is
+    // what keeps callers to their events' argument types.
+    (emitter as unknown as EventEmitter).emit(name, ...args);
+  } catch (err) {
+    logger.error({ err: (err as Error).message, stack: (err as Error).stack, listener: name }, `${what} listener failed`);
+  }
+}
+
+/**
+ * The last failure message per key, so that a failure repeated run after run, scrape after scrape,
+ * is logged once (at its level) and then at debug at most, and its end once.
+ */
+export class DistinctFailures {
+  private readonly last = new Map<string, string>();
+
+  /** True when `message` is not what `key` failed with last time: log it. */
+  isNew(key: string, message: string): boolean {
+    if (this.last.get(key) === message) return false;
+    this.last.set(key, message);
+    return true;
+  }
+
+  /** Forgets `key`'s failure; true when it had one (log that it recovered). */
+  clear(key: string): boolean {
+    return this.last.delete(key);
+  }
+
+  /** Whether `key` is failing now. */
+  has(key: string): boolean {
+    return this.last.has(key);
+  }
+}
