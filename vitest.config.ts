@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: unit tests are pure and run in parallel; integration tests share one real Docker
-// Engine (and some restart or reconfigure it), so they run one file at a time.
+// Three projects: unit tests need nothing but Node and run in parallel; tools tests run the programs
+// that check what we ship (promtool, systemd-analyze), found or installed by test/helpers/tools.ts;
+// integration tests share one real Docker Engine (and some restart or reconfigure it), so they run
+// one file at a time.
 export default defineConfig({
   test: {
     projects: [
@@ -10,6 +12,13 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'tools',
+          include: ['test/tools/**/*.test.ts'],
+          testTimeout: 60_000,
         },
       },
       {

@@ -46,6 +46,12 @@ export interface FakeEngineOptions {
   healthIntervalMs?: number;
   /** Time /system/df takes to answer (the real one walks every layer; seconds at scale). */
   dfDelayMs?: number;
+  /**
+   * Time /version takes to answer. The exporter negotiates its API version with it before any other
+   * request, so this holds back its first requests: the golden test uses it to fix which of them
+   * start before the negotiation ends.
+   */
+  versionDelayMs?: number;
   fixturesDir?: string;
 }
 
@@ -510,8 +516,14 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
         res.writeHead(200, { ...baseHeaders, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2 });
         res.end(req.method === 'HEAD' ? undefined : fx.ping.body);
         return;
-      case '/version':
-        return send(res, 200, JSON.stringify(fx.version) + '\n');
+      case '/version': {
+        const answer = (): void => {
+          if (!res.destroyed) send(res, 200, JSON.stringify(fx.version) + '\n');
+        };
+        if (opts.versionDelayMs) setTimeout(answer, opts.versionDelayMs);
+        else answer();
+        return;
+      }
       case '/info': {
         const running = [...containers.values()].filter((c) => c.running).length;
         return send(res, 200, JSON.stringify({ ...fx.info, Containers: containers.size, ContainersRunning: running, ContainersPaused: 0, ContainersStopped: containers.size - running }) + '\n');
