@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { createApp } from './app.js';
-import { buildConfig, ConfigError, EarlyExit, type Config } from './config.js';
+import { buildConfig, type Config } from './config.js';
+import { ConfigError, EarlyExit } from './errors.js';
 import { createLogger } from './logger.js';
 import { reloadWebConfigs } from './web/server.js';
 import { loadWebConfig } from './web/web-config.js';

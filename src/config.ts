@@ -3,8 +3,12 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { COLLECTOR_NAMES, type CollectorName } from './collectors/collector.js';
 import { parseDuration } from './duration.js';
+import { ConfigError, EarlyExit } from './errors.js';
 import { parseSize } from './size.js';
 import { VERSION } from './version.js';
+
+/** Config's errors, for its callers (they live in errors.ts so that anything can throw them). */
+export { ConfigError, EarlyExit } from './errors.js';
 
 export type StatsMode = 'stream' | 'poll';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -52,11 +56,6 @@ export interface Config {
     level: LogLevel;
     format: LogFormat;
   };
-}
-
-/** A flag or value the exporter cannot use; the CLI prints its message and exits with status 2. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
 }
 
 export const DEFAULT_LABEL_ALLOWLIST = [
@@ -157,16 +156,6 @@ export function describeFlags(): Array<{ flags: string; description: string; def
     defaultValue: o.defaultValue === undefined ? undefined : String(o.defaultValue),
     env: o.envVar,
   }));
-}
-
-/** Output and exit status for `--help` / `--version`, which end the program without running it. */
-export class EarlyExit extends Error {
-  constructor(
-    readonly output: string,
-    readonly exitCode = 0,
-  ) {
-    super('early exit');
-  }
 }
 
 function parseBool(flagName: string, value: unknown): boolean {

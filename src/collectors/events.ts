@@ -1,5 +1,5 @@
 import { Counter } from 'prom-client';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { EventStream, nowNano } from '../docker/event-stream.js';
 import { baseAction } from '../parse/event.js';
 import type { CollectorModule } from './collector.js';
