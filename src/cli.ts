@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { createApp } from './app.js';
+import { COLLECTORS } from './collectors/index.js';
 import { buildConfig, type Config } from './config.js';
 import { ConfigError, EarlyExit } from './errors.js';
 import { createLogger } from './logger.js';
@@ -14,7 +15,7 @@ const STOP_DEADLINE_MS = 4000;
 async function main(): Promise<void> {
   let config: Config;
   try {
-    config = buildConfig(process.argv.slice(2), process.env);
+    config = buildConfig(process.argv.slice(2), process.env, COLLECTORS);
     // Checked before anything starts, so a bad file ends the program with its one error line only.
     if (config.web.configFile) loadWebConfig(config.web.configFile);
   } catch (err) {
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
   });
   let app;
   try {
-    app = createApp(config, logger);
+    app = createApp(config, logger, COLLECTORS);
     await app.start();
   } catch (err) {
     if (err instanceof ConfigError) {

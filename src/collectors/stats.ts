@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Gauge } from 'prom-client';
 import { Backoff, sleep } from '../backoff.js';
+import type { ModuleOptions } from '../config.js';
 import { isNotFound } from '../docker/client.js';
 import { readNdjson } from '../docker/ndjson.js';
 import { SeriesMetric } from '../exposition.js';
@@ -9,6 +10,36 @@ import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
 import type { Collector, CollectorDeps, CollectorModule } from './collector.js';
+
+export type StatsMode = 'stream' | 'poll';
+
+/** The `stats` section of Config, from the flags below. */
+export interface StatsConfig {
+  mode: StatsMode;
+  intervalMs: number;
+  concurrency: number;
+}
+
+declare module '../config.js' {
+  interface Config {
+    stats: StatsConfig;
+  }
+}
+
+/** `--stats.*`: how the samples are taken. */
+const statsOptions: ModuleOptions<'stats'> = {
+  section: 'stats',
+  flags: [
+    { flags: '--stats.mode <mode>', description: 'stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', defaultValue: 'poll' },
+    { flags: '--stats.interval <duration>', description: 'poll mode: time between two samples of a container', defaultValue: '15s' },
+    { flags: '--stats.concurrency <n>', description: 'poll mode: stats requests in flight at once; the engine answers each at its next 1-second collection, so a round takes about running containers ÷ n seconds', defaultValue: '32' },
+  ],
+  parse: (values) => ({
+    mode: values.oneOf('stats.mode', ['stream', 'poll'] as const),
+    intervalMs: values.duration('stats.interval'),
+    concurrency: values.integer('stats.concurrency', 1, 1000),
+  }),
+};
 
 /** What is kept per container with resource series: the latest raw payload, parsed lazily once. */
 interface Tracked {
@@ -84,6 +115,7 @@ export const statsCollector: CollectorModule = {
   name: 'stats',
   defaultEnabled: true,
   help: 'per-container CPU, memory, network, block I/O and PIDs (cAdvisor names)',
+  options: statsOptions,
   create(deps) {
     return new StatsCollector(deps);
   },

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
-import type { Config } from '../config.js';
+import type { Config, ModuleOptions } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { isNotFound, type DockerClient } from '../docker/client.js';
 import { EventStream } from '../docker/event-stream.js';
@@ -11,6 +11,42 @@ import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { baseAction, type EngineEvent } from '../parse/event.js';
 import { PayloadError } from '../parse/guards.js';
+
+/** The label keys exported as `container_label_<key>` unless --container.label-allowlist says otherwise. */
+export const DEFAULT_LABEL_ALLOWLIST = [
+  'com.docker.compose.project',
+  'com.docker.compose.service',
+  'com.docker.swarm.service.name',
+  'com.docker.stack.namespace',
+];
+
+/** The `container` section of Config: which containers are held, and which of their labels every series carries. */
+export interface ContainerConfig {
+  labelAllowlist: string[];
+  include?: RegExp;
+  exclude?: RegExp;
+}
+
+declare module '../config.js' {
+  interface Config {
+    container: ContainerConfig;
+  }
+}
+
+/** `--container.*`, the inventory's flags (registered by the containers collector module). */
+export const inventoryOptions: ModuleOptions<'container'> = {
+  section: 'container',
+  flags: [
+    { flags: '--container.label-allowlist <keys>', description: 'comma-separated Docker label keys exported as container_label_<key>', defaultValue: DEFAULT_LABEL_ALLOWLIST.join(',') },
+    { flags: '--container.include <regex>', description: 'export only containers whose name matches' },
+    { flags: '--container.exclude <regex>', description: 'do not export containers whose name matches' },
+  ],
+  parse(values) {
+    const include = values.regex('container.include');
+    const exclude = values.regex('container.exclude');
+    return { labelAllowlist: [...new Set(values.list('container.label-allowlist'))], include, exclude };
+  },
+};
 
 /** A container as every collector sees it: its inspect facts plus its Prometheus labels. */
 export interface ContainerRecord extends ContainerInfo {

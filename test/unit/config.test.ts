@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { buildConfig, ConfigError, EarlyExit, envName } from '../../src/config.js';
+import { ConfigError, EarlyExit, envName } from '../../src/config.js';
 import { parseDuration } from '../../src/duration.js';
+import { buildConfig } from '../helpers/config.js';
 
 describe('buildConfig', () => {
   it('has the documented defaults', () => {

@@ -2,10 +2,10 @@ import { Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import { engineCollector, PING_TIMEOUT_MS } from '../../src/collectors/engine.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
-import { buildConfig } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { renderRegistry } from '../../src/exposition.js';
 import { LoopHealth } from '../../src/loop-health.js';
+import { buildConfig } from '../helpers/config.js';
 import { parseMetrics, value } from '../helpers/prom.js';
 
 const INFO = { ServerVersion: '20.10.24', NCPU: 2, MemTotal: 25_000_000_000, Images: 3, ContainersRunning: 4, ContainersPaused: 0, ContainersStopped: 1 };

@@ -2,9 +2,10 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Backoff } from '../../src/backoff.js';
-import { buildConfig, ConfigError } from '../../src/config.js';
+import { ConfigError } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { Inventory, labelNameFor } from '../../src/inventory/inventory.js';
+import { buildConfig } from '../helpers/config.js';
 import { FakeEngine, hexId, until } from './fake-docker.js';
 
 const logger = pino({ level: 'silent' });
