@@ -17,11 +17,15 @@ declare module '../config.js' {
   }
 }
 
-/** `--events.filter`: which events are counted. */
+/** `--events.filter`: which events are counted; checked at start even with the collector off. */
 const eventsOptions: ModuleOptions<'events'> = {
   section: 'events',
   flags: [{ flags: '--events.filter <key=value>', description: 'count only events matching this Docker filter (repeatable; env: comma-separated)', repeatable: true }],
-  parse: (values) => ({ filters: eventFilters(values.all('events.filter')) }),
+  parse(values) {
+    const filters = eventFilters(values.all('events.filter'));
+    checkEventFilters(filters);
+    return { filters };
+  },
 };
 
 /** The filter keys `GET /events` takes (the same as `docker events --filter`). */
@@ -80,7 +84,6 @@ export const eventsCollector: CollectorModule = {
   options: eventsOptions,
   create({ config, docker, registry, logger, metrics }) {
     const filters = config.events.filters;
-    checkEventFilters(filters);
     const total = new Counter({
       name: 'docker_events_total',
       help: 'Events the Docker Engine reported since the exporter started, by object type and action (its detail after the colon cut off).',

@@ -44,7 +44,17 @@ export const inventoryOptions: ModuleOptions<'container'> = {
   parse(values) {
     const include = values.regex('container.include');
     const exclude = values.regex('container.exclude');
-    return { labelAllowlist: [...new Set(values.list('container.label-allowlist'))], include, exclude };
+    const labelAllowlist = [...new Set(values.list('container.label-allowlist'))];
+    const byName = new Map<string, string>();
+    for (const key of labelAllowlist) {
+      const labelName = labelNameFor(key);
+      const other = byName.get(labelName);
+      if (other !== undefined) {
+        throw new ConfigError(`--container.label-allowlist: "${other}" and "${key}" both become the label ${labelName}; keep one of them`);
+      }
+      byName.set(labelName, key);
+    }
+    return { labelAllowlist, include, exclude };
   },
 };
 
@@ -145,18 +155,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.health = deps.health ?? new LoopHealth();
     this.setMaxListeners(50);
     this.unreadBackoff = deps.backoff?.() ?? new Backoff(500, 30_000);
-    const byName = new Map<string, string>();
-    this.allowlist = [];
-    for (const key of deps.config.container.labelAllowlist) {
-      const labelName = labelNameFor(key);
-      const other = byName.get(labelName);
-      if (other === key) continue;
-      if (other !== undefined) {
-        throw new ConfigError(`--container.label-allowlist: "${other}" and "${key}" both become the label ${labelName}; keep one of them`);
-      }
-      byName.set(labelName, key);
-      this.allowlist.push([key, labelName]);
-    }
+    // Config has checked that no two keys become one label name.
+    this.allowlist = deps.config.container.labelAllowlist.map((key) => [key, labelNameFor(key)]);
     this.labelNames = ['id', 'name', 'image', ...this.allowlist.map(([, n]) => n)];
     this.stream = new EventStream(deps.docker, {
       filters: { type: ['container'] },

@@ -132,6 +132,34 @@ describe('buildConfig', () => {
   });
 });
 
+describe('options that modules declare', () => {
+  const messageOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    }
+    throw new Error('no ConfigError');
+  };
+
+  it('stop the start on a bad --events.filter even with the events collector off', () => {
+    const message = messageOf(() => buildConfig(['--no-collector.events', '--events.filter', 'type=container', '--events.filter', 'colour=red']));
+    expect(message).toContain('--events.filter: unknown key "colour"');
+    expect(messageOf(() => buildConfig([], { DOCKER_EXPORTER_COLLECTOR_EVENTS: 'false', DOCKER_EXPORTER_EVENTS_FILTER: 'type=containers' }))).toContain(
+      '--events.filter: unknown type "containers"',
+    );
+  });
+
+  it('refuse two allowlisted label keys that become one label name', () => {
+    for (const argv of [['--container.label-allowlist', 'a.b,a_b'], ['--container.label-allowlist', 'a.b,a_b', '--no-collector.containers', '--no-collector.stats', '--no-collector.df']]) {
+      expect(messageOf(() => buildConfig(argv))).toBe('--container.label-allowlist: "a.b" and "a_b" both become the label container_label_a_b; keep one of them');
+    }
+    // The same key twice is one label, not a collision.
+    expect(buildConfig(['--container.label-allowlist', 'a.b,a.b,c']).container.labelAllowlist).toEqual(['a.b', 'c']);
+  });
+});
+
 describe('parseDuration', () => {
   it.each([
     ['250ms', 250],

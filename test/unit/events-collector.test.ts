@@ -47,10 +47,6 @@ describe('checkEventFilters', () => {
     expect(() => checkEventFilters(filters)).toThrow(ConfigError);
     expect(() => checkEventFilters(filters)).toThrow(`--events.filter: ${message}`);
   });
-
-  it('is applied when the collector is created, so the CLI exits with status 2', () => {
-    expect(() => rig(['--events.filter', 'type=container', '--events.filter', 'colour=red'])).toThrow(ConfigError);
-  });
 });
 
 describe('events collector', () => {
