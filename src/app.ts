@@ -46,8 +46,8 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
   const health = new LoopHealth();
   const inventory = new Inventory({ config, docker, logger, metrics, health });
   const orchestrator = new Orchestrator(modules, config.collectors, { config, docker, inventory, registry, logger, metrics, health }, logger);
-  // The inventory is shared: it runs when any collector that reads containers runs.
-  const needsInventory = orchestrator.names.some((n) => n !== 'engine' && n !== 'events');
+  // The inventory is shared: it runs when any collector that reads it runs.
+  const needsInventory = modules.some((m) => m.needsInventory && config.collectors[m.name]);
   let web: WebServer | undefined;
 
   async function ready(): Promise<{ ready: boolean; detail: string }> {

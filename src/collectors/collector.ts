@@ -48,5 +48,7 @@ export interface Collector {
  * `--collector.<name>`, `--no-collector.<name>` and the module's own flags; the app reads the rest.
  */
 export interface CollectorModule extends ConfigModule {
+  /** Whether it reads the shared container inventory, which runs only while such a collector does (default false). */
+  needsInventory?: boolean;
   create(deps: CollectorDeps): Collector;
 }

@@ -165,6 +165,7 @@ export const containersCollector: CollectorModule = {
   // The inventory's --container.* flags: registered with this module, they are declared whether or
   // not it runs, and shape the series of every collector that reads the inventory.
   options: inventoryOptions,
+  needsInventory: true,
   create({ registry, inventory }) {
     const metrics = new ContainerMetrics(registry, inventory.labelNames);
     return {

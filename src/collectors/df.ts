@@ -56,6 +56,8 @@ export const dfCollector: CollectorModule = {
   defaultEnabled: true,
   help: 'disk usage as `docker system df` reports it, refreshed in the background',
   options: dfOptions,
+  // Per-container sizes carry the inventory's labels.
+  needsInventory: true,
   create: (deps) => new DfCollector(deps),
 };
 

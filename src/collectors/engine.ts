@@ -32,6 +32,7 @@ export const engineCollector: CollectorModule = {
   name: 'engine',
   defaultEnabled: true,
   help: 'engine facts and reachability (docker_up, docker_engine_*)',
+  needsInventory: false,
   create({ registry, docker, config, health, metrics }) {
     const registers = [registry];
     const up = new Gauge({ name: 'docker_up', help: 'Whether the Docker Engine answered the last scrape\'s ping (1) or not (0).', registers });

@@ -82,6 +82,7 @@ export const eventsCollector: CollectorModule = {
   defaultEnabled: true,
   help: 'docker_events_total from the engine\'s event stream',
   options: eventsOptions,
+  needsInventory: false,
   create({ config, docker, registry, logger, metrics }) {
     const filters = config.events.filters;
     const total = new Counter({

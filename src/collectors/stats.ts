@@ -116,6 +116,7 @@ export const statsCollector: CollectorModule = {
   defaultEnabled: true,
   help: 'per-container CPU, memory, network, block I/O and PIDs (cAdvisor names)',
   options: statsOptions,
+  needsInventory: true,
   create(deps) {
     return new StatsCollector(deps);
   },
