@@ -5,7 +5,6 @@ import { buildConfig, type Config } from './config.js';
 import { ConfigError, EarlyExit } from './errors.js';
 import { createLogger } from './logger.js';
 import { reloadWebConfigs } from './web/server.js';
-import { loadWebConfig } from './web/web-config.js';
 
 /** Exit status for a bad flag, value or config file, as Prometheus exporters use it. */
 const EXIT_USAGE = 2;
@@ -16,8 +15,6 @@ async function main(): Promise<void> {
   let config: Config;
   try {
     config = buildConfig(process.argv.slice(2), process.env, COLLECTORS);
-    // Checked before anything starts, so a bad file ends the program with its one error line only.
-    if (config.web.configFile) loadWebConfig(config.web.configFile);
   } catch (err) {
     if (err instanceof EarlyExit) {
       process.stdout.write(err.output);
