@@ -146,8 +146,11 @@ function program(modules: readonly ConfigModule[]): Command {
     if (names.has(m.name)) throw new Error(`two modules are named ${m.name}`);
     names.add(m.name);
     if (!m.options) continue;
-    if (sections.has(m.options.section)) throw new Error(`module ${m.name}: the Config section ${m.options.section} is taken`);
-    sections.add(m.options.section);
+    const { section, flags } = m.options;
+    if (sections.has(section)) throw new Error(`module ${m.name}: the Config section ${section} is taken`);
+    sections.add(section);
+    const stray = flags.find((f) => !f.flags.startsWith(`--${section}.`));
+    if (stray) throw new Error(`module ${m.name}: its flag ${stray.flags} is not named --${section}.<option>`);
   }
   const cmd = new Command('docker-exporter')
     .description('Prometheus exporter for a Docker host: container state, health, resources, events and disk usage.')

@@ -211,10 +211,12 @@ describe('registration', () => {
     expect(() => buildConfigOf(['--collector.stats'], {}, [probe])).toThrow("unknown option '--collector.stats'");
   });
 
-  it('refuses a module list with two modules of one name or two modules filling one section', () => {
+  it('refuses a module list with two modules of one name, two filling one section, or a flag outside its section', () => {
     expect(() => buildConfigOf([], {}, [probe, probe])).toThrow('two modules are named probe');
     const web = { ...probe, name: 'web', options: { ...probe.options!, section: 'web' } } as unknown as ConfigModule;
     expect(() => buildConfigOf([], {}, [web])).toThrow('module web: the Config section web is taken');
+    const stray = { ...probe, options: { ...probe.options!, flags: [{ flags: '--log.depth <n>', description: 'x' }] } } as unknown as ConfigModule;
+    expect(() => buildConfigOf([], {}, [stray])).toThrow('module probe: its flag --log.depth <n> is not named --probe.<option>');
   });
 });
 
