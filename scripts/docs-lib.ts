@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { createApp } from '../src/app.js';
+import { COLLECTORS } from '../src/collectors/index.js';
 import { buildConfig, describeFlags } from '../src/config.js';
 
 /** Markers around each generated table in README.md. */
@@ -27,8 +28,8 @@ interface MetricLike {
  * metrics are summarised in one row.
  */
 export function metricsTable(): string {
-  const config = buildConfig([], {});
-  const app = createApp(config, pino({ level: 'silent' }));
+  const config = buildConfig([], {}, COLLECTORS);
+  const app = createApp(config, pino({ level: 'silent' }), COLLECTORS);
   const metrics = (app.registry as Registry).getMetricsAsArray() as unknown as MetricLike[];
   const rows = metrics
     .filter((m) => !/^(process|nodejs)_/.test(m.name))
@@ -51,7 +52,7 @@ export function metricsTable(): string {
 
 /** The README's flag table, from the argument parser's own definitions. */
 export function flagsTable(): string {
-  const rows = describeFlags().map((f) => {
+  const rows = describeFlags(COLLECTORS).map((f) => {
     const def = f.defaultValue === undefined ? '' : `\`${f.defaultValue}\``;
     const env = f.env ? `\`${f.env}\`` : '';
     return `| \`${f.flags.replace(/\|/g, '\\|')}\` | ${def} | ${env} | ${f.description.replace(/\|/g, '\\|')} |`;

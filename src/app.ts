@@ -11,6 +11,7 @@ import { LoopHealth } from './loop-health.js';
 import { Orchestrator } from './orchestrator.js';
 import { REVISION, VERSION } from './version.js';
 import { startWebServer, type WebServer } from './web/server.js';
+import { WebConfigSource } from './web/web-config-source.js';
 import { createWebMetrics } from './web/web-metrics.js';
 
 /** prom-client defaults that are gauges named `_total`, which `promtool check metrics` rejects. */
@@ -25,7 +26,10 @@ export interface App {
   stop(): Promise<void>;
 }
 
-/** Wires one exporter instance: its own registry, engine client, inventory, collectors and web server. */
+/**
+ * Wires one exporter instance: its own registry, engine client, inventory, collectors and web server.
+ * Throws ConfigError (WebConfigError) for a --web.config.file it cannot use.
+ */
 export function createApp(config: Config, logger: Logger, modules: readonly CollectorModule[] = COLLECTORS): App {
   const registry = new Registry();
   // prom-client samples the event loop's delay every 10 ms by default: 100 wake-ups a second, which
@@ -42,12 +46,15 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
 
   const metrics = createExporterMetrics(registry);
   const webMetrics = createWebMetrics(registry);
+  // Read once, here, before anything starts, so a bad file ends the program with its one error line
+  // only; the web server serves from this source, which re-reads the file when it changes.
+  const webConfig = config.web.configFile ? new WebConfigSource(config.web.configFile, logger, { metrics: webMetrics }) : undefined;
   const docker = new DockerClient(config.docker, metrics, logger.child({ component: 'docker' }));
   const health = new LoopHealth();
   const inventory = new Inventory({ config, docker, logger, metrics, health });
   const orchestrator = new Orchestrator(modules, config.collectors, { config, docker, inventory, registry, logger, metrics, health }, logger);
-  // The inventory is shared: it runs when any collector that reads containers runs.
-  const needsInventory = orchestrator.names.some((n) => n !== 'engine' && n !== 'events');
+  // The inventory is shared: it runs when any collector that reads it runs.
+  const needsInventory = modules.some((m) => m.needsInventory && config.collectors[m.name]);
   let web: WebServer | undefined;
 
   async function ready(): Promise<{ ready: boolean; detail: string }> {
@@ -68,13 +75,15 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
       if (needsInventory) inventory.start();
       orchestrator.start();
       web = await startWebServer(
-        { ...config.web, version: VERSION, logger, metrics: webMetrics },
+        { ...config.web, version: VERSION, logger },
         { metrics: (format) => orchestrator.render(format), ready, live: () => health.report() },
+        webConfig,
       );
       return { port: web.port };
     },
     async stop() {
-      await web?.close();
+      // The server closes the web config's password worker; without a server, nothing else would.
+      await (web ? web.close() : webConfig?.close());
       await Promise.all([orchestrator.stop(), inventory.stop()]);
     },
   };

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { createApp } from './app.js';
-import { buildConfig, ConfigError, EarlyExit, type Config } from './config.js';
+import { COLLECTORS } from './collectors/index.js';
+import { buildConfig, type Config } from './config.js';
+import { ConfigError, EarlyExit } from './errors.js';
 import { createLogger } from './logger.js';
 import { reloadWebConfigs } from './web/server.js';
-import { loadWebConfig } from './web/web-config-file.js';
 
 /** Exit status for a bad flag, value or config file, as Prometheus exporters use it. */
 const EXIT_USAGE = 2;
@@ -13,9 +14,7 @@ const STOP_DEADLINE_MS = 4000;
 async function main(): Promise<void> {
   let config: Config;
   try {
-    config = buildConfig(process.argv.slice(2), process.env);
-    // Checked before anything starts, so a bad file ends the program with its one error line only.
-    if (config.web.configFile) loadWebConfig(config.web.configFile);
+    config = buildConfig(process.argv.slice(2), process.env, COLLECTORS);
   } catch (err) {
     if (err instanceof EarlyExit) {
       process.stdout.write(err.output);
@@ -36,7 +35,7 @@ async function main(): Promise<void> {
   });
   let app;
   try {
-    app = createApp(config, logger);
+    app = createApp(config, logger, COLLECTORS);
     await app.start();
   } catch (err) {
     if (err instanceof ConfigError) {

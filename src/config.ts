@@ -1,16 +1,23 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { COLLECTOR_NAMES, type CollectorName } from './collectors/collector.js';
 import { parseDuration } from './duration.js';
+import { ConfigError, EarlyExit } from './errors.js';
 import { parseSize } from './size.js';
 import { VERSION } from './version.js';
 
-export type StatsMode = 'stream' | 'poll';
+/** Config's errors, for its callers (they live in errors.ts so that anything can throw them). */
+export { ConfigError, EarlyExit } from './errors.js';
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 export type LogFormat = 'json' | 'pretty';
 
-/** The exporter's whole configuration: built once, here, from flags, environment and defaults. */
+/**
+ * The exporter's whole configuration: built once, here, from flags, environment and defaults. The
+ * sections below are the exporter's own; each registered module adds the section its flags fill
+ * (`stats`, `df`, `events`, `container`) next to those flags, by declaration merging:
+ * `declare module '../config.js' { interface Config { stats: StatsConfig } }`.
+ */
 export interface Config {
   web: {
     /** host part ('' = all interfaces) and port of `--web.listen-address`. */
@@ -29,42 +36,69 @@ export interface Config {
     /** Largest non-stream reply read from the engine; a larger one fails its request. */
     maxResponseBytes: number;
   };
-  collectors: Record<CollectorName, boolean>;
-  container: {
-    labelAllowlist: string[];
-    include?: RegExp;
-    exclude?: RegExp;
-  };
-  events: {
-    /** Docker event filters, key → values, as `docker events --filter` takes them. */
-    filters: Record<string, string[]>;
-  };
-  stats: {
-    mode: StatsMode;
-    intervalMs: number;
-    concurrency: number;
-  };
-  df: {
-    intervalMs: number;
-    timeoutMs: number;
-  };
+  /** Whether each registered module runs, by name. */
+  collectors: Readonly<Record<string, boolean>>;
   log: {
     level: LogLevel;
     format: LogFormat;
   };
 }
 
-/** A flag or value the exporter cannot use; the CLI prints its message and exits with status 2. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
+/** The sections config fills itself; a module's options fill one of the others. */
+const OWN_SECTIONS: readonly string[] = ['web', 'docker', 'collectors', 'log'];
+
+/** One flag a module declares, named `--<section>.<option>`; its environment variable is made from that name. */
+export interface FlagSpec {
+  /** As commander spells it: `--stats.mode <mode>`. */
+  flags: string;
+  /** One line for `--help` and the README. */
+  description: string;
+  defaultValue?: string;
+  /** Given more than once, the values add up (read them with `all`); the environment variable holds them comma-separated. */
+  repeatable?: boolean;
 }
 
-export const DEFAULT_LABEL_ALLOWLIST = [
-  'com.docker.compose.project',
-  'com.docker.compose.service',
-  'com.docker.swarm.service.name',
-  'com.docker.stack.namespace',
-];
+/** A module's flags and how their values become its section of Config. */
+export interface ModuleOptions<K extends keyof Config = keyof Config> {
+  /** The Config section the flags fill; the module declares its type. */
+  section: K;
+  flags: readonly FlagSpec[];
+  /**
+   * Reads and checks the flags' values; throws ConfigError for one the module cannot use. Runs
+   * whether the module is switched on or off, so a bad value stops the exporter at start either way.
+   */
+  parse(values: FlagValues): Config[K];
+}
+
+/** What config reads of a registered module (collectors/collector.ts's CollectorModule is one). */
+export interface ConfigModule {
+  /** Makes `--collector.<name>` and `--no-collector.<name>`. */
+  name: string;
+  defaultEnabled: boolean;
+  /** What the module reports, in one line, for `--collector.<name>`'s help. */
+  help: string;
+  options?: ModuleOptions;
+}
+
+/**
+ * The values given to the flags (flag, then environment variable, then default), read by flag name
+ * without the dashes (`stats.mode`). Each reader checks the value and throws a ConfigError naming the flag.
+ */
+export interface FlagValues {
+  /** The value as given, or undefined for a flag without a value or default. */
+  string(flag: string): string | undefined;
+  /** A duration above zero that a timer can hold (`15s`, `5m`), in milliseconds. */
+  duration(flag: string): number;
+  /** A whole number from min to max. */
+  integer(flag: string, min: number, max: number): number;
+  oneOf<T extends string>(flag: string, allowed: readonly T[]): T;
+  /** A regular expression; undefined when not given or empty. */
+  regex(flag: string): RegExp | undefined;
+  /** A comma-separated list, each item trimmed, empty ones dropped. */
+  list(flag: string): string[];
+  /** Every value of a repeatable flag, in the order given. */
+  all(flag: string): string[];
+}
 
 const ENV_PREFIX = 'DOCKER_EXPORTER_';
 
@@ -87,23 +121,6 @@ export function envName(flag: string): string {
   return ENV_PREFIX + flag.replace(/[.-]/g, '_').toUpperCase();
 }
 
-const COLLECTOR_HELP: Record<CollectorName, string> = {
-  engine: 'engine facts and reachability (docker_up, docker_engine_*)',
-  containers: 'every container\'s state, health, restarts, exit code and limits',
-  stats: 'per-container CPU, memory, network, block I/O and PIDs (cAdvisor names)',
-  events: 'docker_events_total from the engine\'s event stream',
-  df: 'disk usage as `docker system df` reports it, refreshed in the background',
-};
-
-/** Collectors that are on unless switched off. */
-export const DEFAULT_COLLECTORS: Record<CollectorName, boolean> = {
-  engine: true,
-  containers: true,
-  stats: true,
-  events: true,
-  df: true,
-};
-
 function flag(spec: string, description: string, defaultValue?: string): Option {
   const name = spec.replace(/^--/, '').replace(/ .*$/, '');
   const option = new Option(spec, description).env(envName(name));
@@ -111,7 +128,30 @@ function flag(spec: string, description: string, defaultValue?: string): Option 
   return option;
 }
 
-function program(): Command {
+/** A module's flag as commander takes it. */
+function moduleFlag(spec: FlagSpec): Option {
+  const option = flag(spec.flags, spec.description, spec.defaultValue);
+  return spec.repeatable ? option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]) : option;
+}
+
+/**
+ * The command line: the exporter's own flags, then for each module (in the order given)
+ * `--collector.<name>` and `--no-collector.<name>`, then each module's options, then logging.
+ */
+function program(modules: readonly ConfigModule[]): Command {
+  const sections = new Set(OWN_SECTIONS);
+  const names = new Set<string>();
+  for (const m of modules) {
+    // Mistakes in the module list, not in the flags: they are the code's, not the user's.
+    if (names.has(m.name)) throw new Error(`two modules are named ${m.name}`);
+    names.add(m.name);
+    if (!m.options) continue;
+    const { section, flags } = m.options;
+    if (sections.has(section)) throw new Error(`module ${m.name}: the Config section ${section} is taken`);
+    sections.add(section);
+    const stray = flags.find((f) => !f.flags.startsWith(`--${section}.`));
+    if (stray) throw new Error(`module ${m.name}: its flag ${stray.flags} is not named --${section}.<option>`);
+  }
   const cmd = new Command('docker-exporter')
     .description('Prometheus exporter for a Docker host: container state, health, resources, events and disk usage.')
     .version(VERSION, '--version', 'print the version and exit')
@@ -127,46 +167,25 @@ function program(): Command {
     .addOption(flag('--docker.cert-path <dir>', 'folder holding ca.pem, cert.pem and key.pem (default $DOCKER_CERT_PATH, else ~/.docker)'))
     .addOption(flag('--docker.timeout <duration>', 'deadline of every engine request, from connecting to the last byte of its reply; for a stream, until its headers', '10s'))
     .addOption(flag('--docker.max-response-size <size>', 'largest reply to a non-stream engine request (e.g. 64MiB); a larger one fails that request and is not kept', DEFAULT_MAX_RESPONSE_SIZE));
-  for (const name of COLLECTOR_NAMES) {
-    cmd.addOption(flag(`--collector.${name} [bool]`, `enable the ${name} collector: ${COLLECTOR_HELP[name]} (default ${DEFAULT_COLLECTORS[name]})`));
+  for (const { name, help, defaultEnabled } of modules) {
+    cmd.addOption(flag(`--collector.${name} [bool]`, `enable the ${name} collector: ${help} (default ${defaultEnabled})`));
     cmd.addOption(new Option(`--no-collector.${name}`, `disable the ${name} collector`));
   }
+  for (const m of modules) for (const spec of m.options?.flags ?? []) cmd.addOption(moduleFlag(spec));
   cmd
-    .addOption(flag('--container.label-allowlist <keys>', 'comma-separated Docker label keys exported as container_label_<key>', DEFAULT_LABEL_ALLOWLIST.join(',')))
-    .addOption(flag('--container.include <regex>', 'export only containers whose name matches'))
-    .addOption(flag('--container.exclude <regex>', 'do not export containers whose name matches'))
-    .addOption(
-      flag('--events.filter <key=value>', 'count only events matching this Docker filter (repeatable; env: comma-separated)')
-        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
-    )
-    .addOption(flag('--stats.mode <mode>', 'stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', 'poll'))
-    .addOption(flag('--stats.interval <duration>', 'poll mode: time between two samples of a container', '15s'))
-    .addOption(flag('--stats.concurrency <n>', 'poll mode: stats requests in flight at once; the engine answers each at its next 1-second collection, so a round takes about running containers ÷ n seconds', '32'))
-    .addOption(flag('--df.interval <duration>', 'time between two /system/df runs', '5m'))
-    .addOption(flag('--df.timeout <duration>', 'give up on a /system/df run after this long', '2m'))
     .addOption(flag('--log.level <level>', 'fatal, error, warn, info, debug (logs every engine API call) or trace', 'info'))
     .addOption(flag('--log.format <format>', 'json or pretty', 'json'));
   return cmd;
 }
 
-/** Every flag with its description, default and environment variable, for the README. */
-export function describeFlags(): Array<{ flags: string; description: string; defaultValue?: string; env?: string }> {
-  return program().options.map((o) => ({
+/** Every flag the modules given make, with its description, default and environment variable, for the README. */
+export function describeFlags(modules: readonly ConfigModule[]): Array<{ flags: string; description: string; defaultValue?: string; env?: string }> {
+  return program(modules).options.map((o) => ({
     flags: o.flags,
     description: o.description,
     defaultValue: o.defaultValue === undefined ? undefined : String(o.defaultValue),
     env: o.envVar,
   }));
-}
-
-/** Output and exit status for `--help` / `--version`, which end the program without running it. */
-export class EarlyExit extends Error {
-  constructor(
-    readonly output: string,
-    readonly exitCode = 0,
-  ) {
-    super('early exit');
-  }
 }
 
 function parseBool(flagName: string, value: unknown): boolean {
@@ -239,30 +258,60 @@ function dockerHost(value: string): string {
   throw new ConfigError(`--docker.host: "${value}" is not unix:///path/to/socket or tcp://host:port`);
 }
 
-function eventFilters(raw: string[]): Record<string, string[]> {
-  const filters: Record<string, string[]> = {};
-  for (const item of raw) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new ConfigError(`--events.filter: "${item}" is not KEY=VALUE (e.g. type=container)`);
-    const key = item.slice(0, eq).trim();
-    (filters[key] ??= []).push(item.slice(eq + 1).trim());
-  }
-  return filters;
-}
-
 function oneOf<T extends string>(flagName: string, value: string, allowed: readonly T[]): T {
   if ((allowed as readonly string[]).includes(value)) return value as T;
   throw new ConfigError(`--${flagName}: "${value}" is not one of ${allowed.join(', ')}`);
 }
 
+/** Reads the parsed command line by flag name (commander camel-cases dashed names: web.listen-address → web.listenAddress). */
+function flagValues(cmd: Command): FlagValues & { raw(flag: string): unknown } {
+  const values = cmd.opts<Record<string, unknown>>();
+  const optionOf = (flagName: string): Option => {
+    const option = cmd.options.find((opt) => opt.long === `--${flagName}`);
+    if (!option) throw new Error(`--${flagName} is not a declared flag`);
+    return option;
+  };
+  const raw = (flagName: string): unknown => values[optionOf(flagName).attributeName()];
+  const string = (flagName: string): string | undefined => {
+    const v = raw(flagName);
+    return v === undefined ? undefined : String(v);
+  };
+  return {
+    raw,
+    string,
+    duration: (flagName) => durationOf(flagName, string(flagName) ?? ''),
+    integer(flagName, min, max) {
+      const text = string(flagName);
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`--${flagName}: "${text}" is not a whole number from ${min} to ${max}`);
+      return n;
+    },
+    oneOf: (flagName, allowed) => oneOf(flagName, string(flagName) ?? '', allowed),
+    regex: (flagName) => regexOf(flagName, string(flagName)),
+    list: (flagName) =>
+      (string(flagName) ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    all(flagName) {
+      const given = (raw(flagName) as string[] | undefined) ?? [];
+      // A flag repeats; its environment variable holds the list comma-separated.
+      if (cmd.getOptionValueSource(optionOf(flagName).attributeName()) !== 'env') return given;
+      return given.flatMap((v) => v.split(',')).filter((v) => v.trim() !== '');
+    },
+  };
+}
+
 /**
- * Builds the frozen Config from command-line arguments (without node and script) and environment.
+ * Builds the frozen Config from command-line arguments (without node and script), environment and
+ * the registered modules (collectors/index.ts's COLLECTORS, handed in: config imports no collector),
+ * whose declarations make the `--collector.<name>` switches and the modules' own flags.
  * Precedence: flag, then DOCKER_EXPORTER_* variable, then the Docker variables where a flag
  * follows one (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), then the default.
  * Throws ConfigError for anything unusable and EarlyExit for --help and --version.
  */
-export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
-  const cmd = program();
+export function buildConfig(argv: string[], env: NodeJS.ProcessEnv, modules: readonly ConfigModule[]): Config {
+  const cmd = program(modules);
   // Commander reads DOCKER_EXPORTER_* through process.env; give it the env we were handed.
   const saved = { ...process.env };
   const given = { ...env };
@@ -282,78 +331,39 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     for (const key of Object.keys(process.env)) if (key.startsWith(ENV_PREFIX)) delete process.env[key];
     for (const [key, value] of Object.entries(saved)) if (key.startsWith(ENV_PREFIX)) process.env[key] = value;
   }
-  const values = cmd.opts<Record<string, unknown>>();
-  // Commander camel-cases dashed names (web.listen-address → web.listenAddress); look up by flag.
-  const raw = (flagName: string): unknown => {
-    const option = cmd.options.find((opt) => opt.long === `--${flagName}`);
-    return option ? values[option.attributeName()] : undefined;
-  };
-  const str = (flagName: string): string | undefined => {
-    const v = raw(flagName);
-    return v === undefined ? undefined : String(v);
-  };
+  const values = flagValues(cmd);
+  const str = values.string;
 
-  const collectors = { ...DEFAULT_COLLECTORS };
-  for (const name of COLLECTOR_NAMES) {
-    const value = raw(`collector.${name}`);
-    if (value !== undefined) collectors[name] = parseBool(`collector.${name}`, value);
-  }
-
-  // A flag repeats; its environment variable holds the list comma-separated.
-  const rawFilters = (raw('events.filter') as string[] | undefined) ?? [];
-  const filterList =
-    cmd.getOptionValueSource('events.filter') === 'env'
-      ? rawFilters.flatMap((v) => v.split(',')).filter((v) => v.trim() !== '')
-      : rawFilters;
-
-  const concurrency = Number(str('stats.concurrency'));
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
-    throw new ConfigError(`--stats.concurrency: "${str('stats.concurrency')}" is not a whole number from 1 to 1000`);
+  const collectors: Record<string, boolean> = {};
+  for (const { name, defaultEnabled } of modules) {
+    const value = values.raw(`collector.${name}`);
+    collectors[name] = value === undefined ? defaultEnabled : parseBool(`collector.${name}`, value);
   }
 
   const telemetryPath = telemetryPathOf(str('web.telemetry-path') ?? '/metrics');
+  const tlsRaw = values.raw('docker.tls-verify') ?? (env.DOCKER_TLS_VERIFY ? true : false);
 
-  const tlsRaw = raw('docker.tls-verify') ?? (env.DOCKER_TLS_VERIFY ? true : false);
-  const allowlist = (str('container.label-allowlist') ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-
-  const config: Config = {
-    web: {
-      ...listenAddress(str('web.listen-address') ?? ':9764'),
-      telemetryPath,
-      configFile: str('web.config.file') || undefined,
-    },
-    docker: {
-      host: dockerHost(str('docker.host') ?? (env.DOCKER_HOST || 'unix:///var/run/docker.sock')),
-      tlsVerify: parseBool('docker.tls-verify', tlsRaw),
-      certPath: str('docker.cert-path') ?? (env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker')),
-      timeoutMs: durationOf('docker.timeout', str('docker.timeout') ?? '10s'),
-      maxResponseBytes: sizeOf('docker.max-response-size', str('docker.max-response-size') ?? DEFAULT_MAX_RESPONSE_SIZE),
-    },
-    collectors,
-    container: {
-      labelAllowlist: [...new Set(allowlist)],
-      include: regexOf('container.include', str('container.include')),
-      exclude: regexOf('container.exclude', str('container.exclude')),
-    },
-    events: { filters: eventFilters(filterList) },
-    stats: {
-      mode: oneOf('stats.mode', str('stats.mode') ?? 'poll', ['stream', 'poll'] as const),
-      intervalMs: durationOf('stats.interval', str('stats.interval') ?? '15s'),
-      concurrency,
-    },
-    df: {
-      intervalMs: durationOf('df.interval', str('df.interval') ?? '5m'),
-      timeoutMs: durationOf('df.timeout', str('df.timeout') ?? '2m'),
-    },
-    log: {
-      level: oneOf('log.level', str('log.level') ?? 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
-      format: oneOf('log.format', str('log.format') ?? 'json', ['json', 'pretty'] as const),
-    },
+  const web: Config['web'] = {
+    ...listenAddress(str('web.listen-address') ?? ':9764'),
+    telemetryPath,
+    configFile: str('web.config.file') || undefined,
   };
-  return deepFreeze(config);
+  const docker: Config['docker'] = {
+    host: dockerHost(str('docker.host') ?? (env.DOCKER_HOST || 'unix:///var/run/docker.sock')),
+    tlsVerify: parseBool('docker.tls-verify', tlsRaw),
+    certPath: str('docker.cert-path') ?? (env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker')),
+    timeoutMs: values.duration('docker.timeout'),
+    maxResponseBytes: sizeOf('docker.max-response-size', str('docker.max-response-size') ?? DEFAULT_MAX_RESPONSE_SIZE),
+  };
+  // Every module's, switched on or not: a value it cannot use stops the exporter either way.
+  const sections: Record<string, unknown> = {};
+  for (const m of modules) if (m.options) sections[m.options.section] = m.options.parse(values);
+  const log: Config['log'] = {
+    level: values.oneOf('log.level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+    format: values.oneOf('log.format', ['json', 'pretty'] as const),
+  };
+  // Each section is typed by the module that declares it; their sum is the Config the modules declared.
+  return deepFreeze({ web, docker, collectors, ...sections, log } as Config);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,14 +1,10 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import type { Config, ConfigModule } from '../config.js';
 import type { EngineApi } from '../docker/client.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import type { LoopHealth } from '../loop-health.js';
-
-/** The collector names, in the order they are listed in `--help` and run at scrape time. */
-export const COLLECTOR_NAMES = ['engine', 'containers', 'stats', 'events', 'df'] as const;
-export type CollectorName = (typeof COLLECTOR_NAMES)[number];
 
 /** What every collector may use; each takes only what it needs. */
 export interface CollectorDeps {
@@ -46,11 +42,13 @@ export interface Collector {
   stop?(): Promise<void> | void;
 }
 
-/** How a collector is registered in `collectors/index.ts`. */
-export interface CollectorModule {
-  name: CollectorName;
-  defaultEnabled: boolean;
-  /** One line for `--help`. */
-  help: string;
+/**
+ * How a collector is registered: one object exported by `collectors/<name>.ts` and listed in
+ * `collectors/index.ts`. Config reads its name, default, help and options (ConfigModule) to make
+ * `--collector.<name>`, `--no-collector.<name>` and the module's own flags; the app reads the rest.
+ */
+export interface CollectorModule extends ConfigModule {
+  /** Whether it reads the shared container inventory, which runs only while such a collector does (default false). */
+  needsInventory?: boolean;
   create(deps: CollectorDeps): Collector;
 }

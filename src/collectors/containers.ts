@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { SeriesMetric } from '../exposition.js';
-import type { ContainerRecord } from '../inventory/inventory.js';
+import { inventoryOptions, type ContainerRecord } from '../inventory/inventory.js';
 import { CONTAINER_STATES, HEALTH_STATUSES } from '../parse/container.js';
 import type { CollectorModule } from './collector.js';
 import { setIfDefined } from '../helpers.js';
@@ -159,6 +159,10 @@ export const containersCollector: CollectorModule = {
   name: 'containers',
   defaultEnabled: true,
   help: 'every container\'s state, health, restarts, exit code and limits',
+  // The inventory's --container.* flags: registered with this module, they are declared whether or
+  // not it runs, and shape the series of every collector that reads the inventory.
+  options: inventoryOptions,
+  needsInventory: true,
   create({ registry, inventory }) {
     const metrics = new ContainerMetrics(registry, inventory.labelNames);
     return {

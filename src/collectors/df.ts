@@ -1,12 +1,35 @@
 import { Gauge } from 'prom-client';
 import { SeriesMetric } from '../exposition.js';
 import { Backoff } from '../backoff.js';
+import type { ModuleOptions } from '../config.js';
 import { compareApiVersions } from '../docker/client.js';
 import { EngineTimeout } from '../docker/errors.js';
 import { DistinctFailures, setIfDefined } from '../helpers.js';
 import { DISK_USAGE_KINDS, parseDiskUsage, type DiskUsage } from '../parse/df.js';
 import { PayloadError } from '../parse/guards.js';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collector.js';
+
+/** The `df` section of Config, from the flags below. */
+export interface DfConfig {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+declare module '../config.js' {
+  interface Config {
+    df: DfConfig;
+  }
+}
+
+/** `--df.*`: how often disk usage is asked for, and how long a run may take. */
+const dfOptions: ModuleOptions<'df'> = {
+  section: 'df',
+  flags: [
+    { flags: '--df.interval <duration>', description: 'time between two /system/df runs', defaultValue: '5m' },
+    { flags: '--df.timeout <duration>', description: 'give up on a /system/df run after this long', defaultValue: '2m' },
+  ],
+  parse: (values) => ({ intervalMs: values.duration('df.interval'), timeoutMs: values.duration('df.timeout') }),
+};
 
 /**
  * From API 1.42 an engine given `type` computes only the kinds listed; all four are named so the
@@ -34,6 +57,9 @@ export const dfCollector: CollectorModule = {
   name: 'df',
   defaultEnabled: true,
   help: 'disk usage as `docker system df` reports it, refreshed in the background',
+  options: dfOptions,
+  // Per-container sizes carry the inventory's labels.
+  needsInventory: true,
   create: (deps) => new DfCollector(deps),
 };
 

@@ -31,7 +31,8 @@ const FIRST_INFO_WAIT_MS = 1000;
 export const engineCollector: CollectorModule = {
   name: 'engine',
   defaultEnabled: true,
-  help: 'engine facts and reachability',
+  help: 'engine facts and reachability (docker_up, docker_engine_*)',
+  needsInventory: false,
   create({ registry, docker, config, health, metrics }) {
     const registers = [registry];
     const up = new Gauge({ name: 'docker_up', help: 'Whether the Docker Engine answered the last scrape\'s ping (1) or not (0).', registers });

@@ -1,8 +1,32 @@
 import { Counter } from 'prom-client';
-import { ConfigError } from '../config.js';
+import type { ModuleOptions } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { EventStream, nowNano } from '../docker/event-stream.js';
 import { baseAction } from '../parse/event.js';
 import type { CollectorModule } from './collector.js';
+
+/** The `events` section of Config, from the flag below. */
+export interface EventsConfig {
+  /** Docker event filters, key → values, as `docker events --filter` takes them. */
+  filters: Record<string, string[]>;
+}
+
+declare module '../config.js' {
+  interface Config {
+    events: EventsConfig;
+  }
+}
+
+/** `--events.filter`: which events are counted; checked at start even with the collector off. */
+const eventsOptions: ModuleOptions<'events'> = {
+  section: 'events',
+  flags: [{ flags: '--events.filter <key=value>', description: 'count only events matching this Docker filter (repeatable; env: comma-separated)', repeatable: true }],
+  parse(values) {
+    const filters = eventFilters(values.all('events.filter'));
+    checkEventFilters(filters);
+    return { filters };
+  },
+};
 
 /** The filter keys `GET /events` takes (the same as `docker events --filter`). */
 export const EVENT_FILTER_KEYS = [
@@ -15,6 +39,18 @@ export const EVENT_TYPES = [
 ] as const;
 
 const SCOPES = ['local', 'swarm'] as const;
+
+/** `KEY=VALUE` items → key → values. */
+function eventFilters(items: string[]): Record<string, string[]> {
+  const filters: Record<string, string[]> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--events.filter: "${item}" is not KEY=VALUE (e.g. type=container)`);
+    const key = item.slice(0, eq).trim();
+    (filters[key] ??= []).push(item.slice(eq + 1).trim());
+  }
+  return filters;
+}
 
 /**
  * Checks --events.filter against what the engine understands: an unknown key would be ignored by
@@ -45,9 +81,10 @@ export const eventsCollector: CollectorModule = {
   name: 'events',
   defaultEnabled: true,
   help: 'docker_events_total from the engine\'s event stream',
+  options: eventsOptions,
+  needsInventory: false,
   create({ config, docker, registry, logger, metrics }) {
     const filters = config.events.filters;
-    checkEventFilters(filters);
     const total = new Counter({
       name: 'docker_events_total',
       help: 'Events the Docker Engine reported since the exporter started, by object type and action (its detail after the colon cut off).',

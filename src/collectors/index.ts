@@ -5,5 +5,9 @@ import { engineCollector } from './engine.js';
 import { eventsCollector } from './events.js';
 import { statsCollector } from './stats.js';
 
-/** Every collector, in scrape order. Adding one: write `collectors/<name>.ts` and list it here. */
+/**
+ * Every collector, in scrape order, which is also the order of their flags in `--help`. The CLI
+ * hands this list to config, which makes each one's `--collector.<name>` switch and its own flags
+ * from it. Adding one: write `collectors/<name>.ts` and list it here.
+ */
 export const COLLECTORS: readonly CollectorModule[] = [engineCollector, containersCollector, statsCollector, eventsCollector, dfCollector];

@@ -1,5 +1,6 @@
 import { Gauge } from 'prom-client';
 import { sleep } from '../backoff.js';
+import type { ModuleOptions } from '../config.js';
 import { SeriesMetric } from '../exposition.js';
 import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
@@ -9,6 +10,36 @@ import { EnginePollSource } from '../stats/engine-poll.js';
 import { EngineStreamSource } from '../stats/engine-stream.js';
 import type { StatsSink, StatsSource, Target } from '../stats/source.js';
 import type { Collector, CollectorDeps, CollectorModule } from './collector.js';
+
+export type StatsMode = 'stream' | 'poll';
+
+/** The `stats` section of Config, from the flags below. */
+export interface StatsConfig {
+  mode: StatsMode;
+  intervalMs: number;
+  concurrency: number;
+}
+
+declare module '../config.js' {
+  interface Config {
+    stats: StatsConfig;
+  }
+}
+
+/** `--stats.*`: how the samples are taken. */
+const statsOptions: ModuleOptions<'stats'> = {
+  section: 'stats',
+  flags: [
+    { flags: '--stats.mode <mode>', description: 'stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', defaultValue: 'poll' },
+    { flags: '--stats.interval <duration>', description: 'poll mode: time between two samples of a container', defaultValue: '15s' },
+    { flags: '--stats.concurrency <n>', description: 'poll mode: stats requests in flight at once; the engine answers each at its next 1-second collection, so a round takes about running containers ÷ n seconds', defaultValue: '32' },
+  ],
+  parse: (values) => ({
+    mode: values.oneOf('stats.mode', ['stream', 'poll'] as const),
+    intervalMs: values.duration('stats.interval'),
+    concurrency: values.integer('stats.concurrency', 1, 1000),
+  }),
+};
 
 /** What is kept per container with resource series: the latest raw payload, parsed lazily once. */
 interface Tracked extends Target {
@@ -79,6 +110,8 @@ export const statsCollector: CollectorModule = {
   name: 'stats',
   defaultEnabled: true,
   help: 'per-container CPU, memory, network, block I/O and PIDs (cAdvisor names)',
+  options: statsOptions,
+  needsInventory: true,
   create(deps) {
     return new StatsCollector(deps);
   },

@@ -2,9 +2,10 @@ import { EventEmitter } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
-import { ConfigError, type Config } from '../config.js';
+import type { Config, ModuleOptions } from '../config.js';
 import type { EngineApi } from '../docker/client.js';
 import { isNotFound } from '../docker/errors.js';
+import { ConfigError } from '../errors.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import { safeEmit } from '../helpers.js';
@@ -12,6 +13,52 @@ import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { baseAction, type EngineEvent } from '../parse/event.js';
 import { PayloadError } from '../parse/guards.js';
+
+/** The label keys exported as `container_label_<key>` unless --container.label-allowlist says otherwise. */
+export const DEFAULT_LABEL_ALLOWLIST = [
+  'com.docker.compose.project',
+  'com.docker.compose.service',
+  'com.docker.swarm.service.name',
+  'com.docker.stack.namespace',
+];
+
+/** The `container` section of Config: which containers are held, and which of their labels every series carries. */
+export interface ContainerConfig {
+  labelAllowlist: string[];
+  include?: RegExp;
+  exclude?: RegExp;
+}
+
+declare module '../config.js' {
+  interface Config {
+    container: ContainerConfig;
+  }
+}
+
+/** `--container.*`, the inventory's flags (registered by the containers collector module). */
+export const inventoryOptions: ModuleOptions<'container'> = {
+  section: 'container',
+  flags: [
+    { flags: '--container.label-allowlist <keys>', description: 'comma-separated Docker label keys exported as container_label_<key>', defaultValue: DEFAULT_LABEL_ALLOWLIST.join(',') },
+    { flags: '--container.include <regex>', description: 'export only containers whose name matches' },
+    { flags: '--container.exclude <regex>', description: 'do not export containers whose name matches' },
+  ],
+  parse(values) {
+    const include = values.regex('container.include');
+    const exclude = values.regex('container.exclude');
+    const labelAllowlist = [...new Set(values.list('container.label-allowlist'))];
+    const byName = new Map<string, string>();
+    for (const key of labelAllowlist) {
+      const labelName = labelNameFor(key);
+      const other = byName.get(labelName);
+      if (other !== undefined) {
+        throw new ConfigError(`--container.label-allowlist: "${other}" and "${key}" both become the label ${labelName}; keep one of them`);
+      }
+      byName.set(labelName, key);
+    }
+    return { labelAllowlist, include, exclude };
+  },
+};
 
 /** A container as every collector sees it: its inspect facts plus its Prometheus labels. */
 export interface ContainerRecord extends ContainerInfo {
@@ -110,18 +157,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.health = deps.health ?? new LoopHealth();
     this.setMaxListeners(50);
     this.unreadBackoff = deps.backoff?.() ?? new Backoff(500, 30_000);
-    const byName = new Map<string, string>();
-    this.allowlist = [];
-    for (const key of deps.config.container.labelAllowlist) {
-      const labelName = labelNameFor(key);
-      const other = byName.get(labelName);
-      if (other === key) continue;
-      if (other !== undefined) {
-        throw new ConfigError(`--container.label-allowlist: "${other}" and "${key}" both become the label ${labelName}; keep one of them`);
-      }
-      byName.set(labelName, key);
-      this.allowlist.push([key, labelName]);
-    }
+    // Config has checked that no two keys become one label name.
+    this.allowlist = deps.config.container.labelAllowlist.map((key) => [key, labelNameFor(key)]);
     this.labelNames = ['id', 'name', 'image', ...this.allowlist.map(([, n]) => n)];
     this.stream = new EventStream(deps.docker, {
       filters: { type: ['container'] },

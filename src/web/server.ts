@@ -44,10 +44,6 @@ export interface WebOptions {
   telemetryPath: string;
   version: string;
   logger: Logger;
-  /** `--web.config.file`: TLS, basic auth and headers, re-read when it changes. */
-  configFile?: string;
-  /** The web layer's counters (createWebMetrics on the app's registry); without them they are kept but not exposed. */
-  metrics?: WebMetrics;
 }
 
 export interface WebServer {
@@ -226,9 +222,11 @@ function httpsServer(source: WebConfigSource, app: express.Express, logger: Logg
   return server;
 }
 
-/** Starts serving; resolves once the port is bound. Throws WebConfigError for a bad --web.config.file. */
-export async function startWebServer(opts: WebOptions, handlers: WebHandlers): Promise<WebServer> {
-  const source = opts.configFile ? new WebConfigSource(opts.configFile, opts.logger, { metrics: opts.metrics }) : undefined;
+/**
+ * Starts serving; resolves once the port is bound. `source` is the `--web.config.file` (TLS, basic
+ * auth, headers), read by the caller before anything started and re-read here when it changes.
+ */
+export async function startWebServer(opts: WebOptions, handlers: WebHandlers, source?: WebConfigSource): Promise<WebServer> {
   const app = createWebApp(opts, handlers, source);
   const server = source?.current.tls ? httpsServer(source, app, opts.logger) : http.createServer(app);
   // A scraper that never reads must not hold a socket forever.

@@ -1,8 +1,8 @@
 import { Counter, type Registry } from 'prom-client';
 
 /**
- * The web layer's own counters. The app registers them on its registry and hands them to
- * startWebServer, so the web layer needs no registry of its own and knows nothing of collectors.
+ * The web layer's own counters. The app registers them on its registry and hands them to the
+ * WebConfigSource, so the web layer needs no registry of its own and knows nothing of collectors.
  */
 export interface WebMetrics {
   configReloads: Counter<'result'>;

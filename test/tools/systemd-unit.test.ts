@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildConfig, EarlyExit } from '../../src/config.js';
+import { EarlyExit } from '../../src/config.js';
+import { buildConfig } from '../helpers/config.js';
 import { REPO_ROOT, requireTool } from '../helpers/tools.js';
 
 const UNIT = path.join(REPO_ROOT, 'docker-exporter.service');

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildConfig, ConfigError, EarlyExit, envName } from '../../src/config.js';
+import { COLLECTORS } from '../../src/collectors/index.js';
+import { buildConfig as buildConfigOf, ConfigError, describeFlags, EarlyExit, envName, type Config, type ConfigModule } from '../../src/config.js';
 import { parseDuration } from '../../src/duration.js';
+import { buildConfig } from '../helpers/config.js';
 
 describe('buildConfig', () => {
   it('has the documented defaults', () => {
@@ -128,6 +130,93 @@ describe('buildConfig', () => {
   it('maps flags to environment variable names', () => {
     expect(envName('web.listen-address')).toBe('DOCKER_EXPORTER_WEB_LISTEN_ADDRESS');
     expect(envName('collector.df')).toBe('DOCKER_EXPORTER_COLLECTOR_DF');
+  });
+});
+
+describe('options that modules declare', () => {
+  const messageOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    }
+    throw new Error('no ConfigError');
+  };
+
+  it('are listed with their environment variables and defaults, after the collector switches', () => {
+    const flags = describeFlags(COLLECTORS);
+    const row = (name: string) => flags.find((f) => f.flags.startsWith(`${name} `));
+    expect(row('--stats.mode')).toMatchObject({ env: 'DOCKER_EXPORTER_STATS_MODE', defaultValue: 'poll' });
+    expect(row('--stats.interval')).toMatchObject({ env: 'DOCKER_EXPORTER_STATS_INTERVAL', defaultValue: '15s' });
+    expect(row('--stats.concurrency')).toMatchObject({ env: 'DOCKER_EXPORTER_STATS_CONCURRENCY', defaultValue: '32' });
+    expect(row('--df.interval')).toMatchObject({ env: 'DOCKER_EXPORTER_DF_INTERVAL', defaultValue: '5m' });
+    expect(row('--df.timeout')).toMatchObject({ env: 'DOCKER_EXPORTER_DF_TIMEOUT', defaultValue: '2m' });
+    expect(row('--events.filter')).toMatchObject({ env: 'DOCKER_EXPORTER_EVENTS_FILTER', defaultValue: undefined });
+    expect(row('--container.label-allowlist')).toMatchObject({ env: 'DOCKER_EXPORTER_CONTAINER_LABEL_ALLOWLIST' });
+    expect(row('--container.include')).toMatchObject({ env: 'DOCKER_EXPORTER_CONTAINER_INCLUDE' });
+    const at = (name: string) => flags.findIndex((f) => f.flags.startsWith(`${name} `));
+    expect(at('--collector.df')).toBeLessThan(at('--container.label-allowlist'));
+    expect(at('--df.timeout')).toBeLessThan(at('--log.level'));
+  });
+
+  it('stop the start on a bad --events.filter even with the events collector off', () => {
+    const message = messageOf(() => buildConfig(['--no-collector.events', '--events.filter', 'type=container', '--events.filter', 'colour=red']));
+    expect(message).toContain('--events.filter: unknown key "colour"');
+    expect(messageOf(() => buildConfig([], { DOCKER_EXPORTER_COLLECTOR_EVENTS: 'false', DOCKER_EXPORTER_EVENTS_FILTER: 'type=containers' }))).toContain(
+      '--events.filter: unknown type "containers"',
+    );
+  });
+
+  it('refuse two allowlisted label keys that become one label name', () => {
+    for (const argv of [['--container.label-allowlist', 'a.b,a_b'], ['--container.label-allowlist', 'a.b,a_b', '--no-collector.containers', '--no-collector.stats', '--no-collector.df']]) {
+      expect(messageOf(() => buildConfig(argv))).toBe('--container.label-allowlist: "a.b" and "a_b" both become the label container_label_a_b; keep one of them');
+    }
+    // The same key twice is one label, not a collision.
+    expect(buildConfig(['--container.label-allowlist', 'a.b,a.b,c']).container.labelAllowlist).toEqual(['a.b', 'c']);
+  });
+});
+
+describe('registration', () => {
+  // A module config has never heard of: its switch and its flag come from this declaration alone.
+  const probe = {
+    name: 'probe',
+    defaultEnabled: false,
+    help: 'what a probe reports',
+    options: {
+      section: 'probe',
+      flags: [{ flags: '--probe.depth <n>', description: 'how deep the probe goes', defaultValue: '3' }],
+      parse: (values: { integer(flag: string, min: number, max: number): number }) => ({ depth: values.integer('probe.depth', 1, 9) }),
+    },
+  } as unknown as ConfigModule;
+  const probeSection = (c: Config): unknown => (c as unknown as Record<string, unknown>).probe;
+
+  it('makes --collector.<name>, --no-collector.<name> and the module\'s flags from the modules handed in', () => {
+    const flags = describeFlags([probe]);
+    expect(flags).toContainEqual({ flags: '--collector.probe [bool]', description: 'enable the probe collector: what a probe reports (default false)', defaultValue: undefined, env: 'DOCKER_EXPORTER_COLLECTOR_PROBE' });
+    expect(flags).toContainEqual({ flags: '--no-collector.probe', description: 'disable the probe collector', defaultValue: undefined, env: undefined });
+    expect(flags).toContainEqual({ flags: '--probe.depth <n>', description: 'how deep the probe goes', defaultValue: '3', env: 'DOCKER_EXPORTER_PROBE_DEPTH' });
+    expect(flags.some((f) => f.flags.startsWith('--collector.stats') || f.flags.startsWith('--stats.'))).toBe(false);
+
+    const defaults = buildConfigOf([], {}, [probe]);
+    expect(defaults.collectors).toEqual({ probe: false });
+    expect(probeSection(defaults)).toEqual({ depth: 3 });
+    expect(Object.isFrozen(probeSection(defaults))).toBe(true);
+    expect(buildConfigOf(['--collector.probe'], {}, [probe]).collectors).toEqual({ probe: true });
+    expect(buildConfigOf([], { DOCKER_EXPORTER_COLLECTOR_PROBE: 'yes' }, [probe]).collectors).toEqual({ probe: true });
+    expect(buildConfigOf(['--no-collector.probe'], { DOCKER_EXPORTER_COLLECTOR_PROBE: 'yes' }, [probe]).collectors).toEqual({ probe: false });
+    expect(probeSection(buildConfigOf(['--probe.depth', '5'], { DOCKER_EXPORTER_PROBE_DEPTH: '7' }, [probe]))).toEqual({ depth: 5 });
+    expect(probeSection(buildConfigOf([], { DOCKER_EXPORTER_PROBE_DEPTH: '7' }, [probe]))).toEqual({ depth: 7 });
+    expect(() => buildConfigOf(['--probe.depth', '10'], {}, [probe])).toThrow('--probe.depth: "10" is not a whole number from 1 to 9');
+    expect(() => buildConfigOf(['--collector.stats'], {}, [probe])).toThrow("unknown option '--collector.stats'");
+  });
+
+  it('refuses a module list with two modules of one name, two filling one section, or a flag outside its section', () => {
+    expect(() => buildConfigOf([], {}, [probe, probe])).toThrow('two modules are named probe');
+    const web = { ...probe, name: 'web', options: { ...probe.options!, section: 'web' } } as unknown as ConfigModule;
+    expect(() => buildConfigOf([], {}, [web])).toThrow('module web: the Config section web is taken');
+    const stray = { ...probe, options: { ...probe.options!, flags: [{ flags: '--log.depth <n>', description: 'x' }] } } as unknown as ConfigModule;
+    expect(() => buildConfigOf([], {}, [stray])).toThrow('module probe: its flag --log.depth <n> is not named --probe.<option>');
   });
 });
 

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeEngine, type FakeEngine, type FakeEngineStatus } from '../../bench/fake-engine.js';
 import { createApp, type App } from '../../src/app.js';
-import { buildConfig } from '../../src/config.js';
+import { buildConfig } from '../helpers/config.js';
 import { comparable, E2E_GOLDEN } from '../helpers/golden.js';
 import { parseMetrics, findAll, value } from '../helpers/prom.js';
 

@@ -3,10 +3,10 @@ import { Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import { engineCollector, PING_TIMEOUT_MS } from '../../src/collectors/engine.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
-import { buildConfig } from '../../src/config.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
 import { renderRegistry } from '../../src/exposition.js';
 import { LoopHealth } from '../../src/loop-health.js';
+import { buildConfig } from '../helpers/config.js';
 import { parseMetrics, value } from '../helpers/prom.js';
 import { FakeEngine } from './fake-docker.js';
 

@@ -4,7 +4,6 @@ import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { Counter, Gauge, Registry, type RegistryContentType } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../../src/config.js';
 import { ROUTES, routePath, type RouteName } from '../../src/docker/routes.js';
 import { EventStream } from '../../src/docker/event-stream.js';
 import { MAX_LINE_BYTES, readNdjson, SKIP_LIMIT_FACTOR } from '../../src/docker/ndjson.js';
@@ -19,6 +18,7 @@ import { renderRegistry } from '../../src/exposition.js';
 import { Orchestrator } from '../../src/orchestrator.js';
 import type { CollectorDeps } from '../../src/collectors/collector.js';
 import { LoopHealth } from '../../src/loop-health.js';
+import { buildConfig } from '../helpers/config.js';
 import { FakeEngine } from './fake-docker.js';
 
 /**

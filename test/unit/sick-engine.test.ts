@@ -1,9 +1,9 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
-import { buildConfig } from '../../src/config.js';
 import { LoopHealth } from '../../src/loop-health.js';
 import { createWebApp } from '../../src/web/server.js';
+import { buildConfig } from '../helpers/config.js';
 import { parseMetrics, value } from '../helpers/prom.js';
 import { startHostileEngine, type HostileEngine } from '../helpers/hostile-engine.js';
 
