@@ -24,7 +24,8 @@ export interface BlkioSample {
 }
 
 /**
- * What the exporter uses of one `GET /containers/{id}/stats` sample, in base units (seconds, bytes).
+ * What the exporter uses of one `GET /containers/{id}/stats` sample, in base units (seconds, bytes),
+ * or of the same figures read from the container's cgroup files (src/stats/cgroup-files.ts).
  * Anything the payload does not carry is undefined, never 0.
  */
 export interface StatsSample {
@@ -52,7 +53,22 @@ export interface StatsSample {
   blkio: BlkioSample[];
   threads?: number;
   threadsMax?: number;
-  /** Fields present with an unusable value (wrong type, negative); they were left out. */
+  // The engine's stats carry none of the fields below; only the cgroupfs source fills them.
+  /** Swap in use, in bytes: v2 `memory.swap.current`, v1 `memory.memsw.usage_in_bytes` − usage. */
+  memorySwapBytes?: number;
+  /** PSI `some` of `cpu.pressure`: time some tasks waited for a CPU, in seconds. */
+  pressureCpuWaitingSeconds?: number;
+  /** PSI `full` of `cpu.pressure` (Linux 5.13+): time all non-idle tasks were stalled at once, in seconds. */
+  pressureCpuStalledSeconds?: number;
+  /** PSI `some` of `memory.pressure`, in seconds. */
+  pressureMemoryWaitingSeconds?: number;
+  /** PSI `full` of `memory.pressure`, in seconds. */
+  pressureMemoryStalledSeconds?: number;
+  /** PSI `some` of `io.pressure`, in seconds. */
+  pressureIoWaitingSeconds?: number;
+  /** PSI `full` of `io.pressure`, in seconds. */
+  pressureIoStalledSeconds?: number;
+  /** Fields present with an unusable value (wrong type, negative; a cgroup file cut short or garbled); they were left out. */
   malformed: number;
 }
 
