@@ -562,7 +562,9 @@ function distFor(o: Options, mode: string): string {
 }
 
 function exporterArgs(o: Options, target: Target, mode: string): string[] {
-  const args = ['--stats.mode', baseMode(mode), '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
+  // An older build (MODE@NAME) may not know --stats.source; before it, every build read the engine.
+  const source = mode.includes('@') ? [] : ['--stats.source', 'engine'];
+  const args = [...source, '--stats.mode', baseMode(mode), '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
   if (target.dockerHost) args.push('--docker.host', target.dockerHost);
   return [...args, ...o.exporterArgs];
 }

@@ -36,6 +36,13 @@ export interface Config {
     /** Largest non-stream reply read from the engine; a larger one fails its request. */
     maxResponseBytes: number;
   };
+  /** Where the host's pseudo-filesystems are, as node_exporter takes them (another root in a container). */
+  path: {
+    /** The host's /proc: each container's cgroup and network counters are read under it. */
+    procfs: string;
+    /** The host's /sys: its cgroup filesystem is `<sysfs>/fs/cgroup`. */
+    sysfs: string;
+  };
   /** Whether each registered module runs, by name. */
   collectors: Readonly<Record<string, boolean>>;
   log: {
@@ -45,7 +52,7 @@ export interface Config {
 }
 
 /** The sections config fills itself; a module's options fill one of the others. */
-const OWN_SECTIONS: readonly string[] = ['web', 'docker', 'collectors', 'log'];
+const OWN_SECTIONS: readonly string[] = ['web', 'docker', 'path', 'collectors', 'log'];
 
 /** One flag a module declares, named `--<section>.<option>`; its environment variable is made from that name. */
 export interface FlagSpec {
@@ -166,7 +173,10 @@ function program(modules: readonly ConfigModule[]): Command {
     .addOption(flag('--docker.tls-verify [bool]', 'use TLS and verify the engine (default: $DOCKER_TLS_VERIFY set)'))
     .addOption(flag('--docker.cert-path <dir>', 'folder holding ca.pem, cert.pem and key.pem (default $DOCKER_CERT_PATH, else ~/.docker)'))
     .addOption(flag('--docker.timeout <duration>', 'deadline of every engine request, from connecting to the last byte of its reply; for a stream, until its headers', '10s'))
-    .addOption(flag('--docker.max-response-size <size>', 'largest reply to a non-stream engine request (e.g. 64MiB); a larger one fails that request and is not kept', DEFAULT_MAX_RESPONSE_SIZE));
+    .addOption(flag('--docker.max-response-size <size>', 'largest reply to a non-stream engine request (e.g. 64MiB); a larger one fails that request and is not kept', DEFAULT_MAX_RESPONSE_SIZE))
+    .addOption(flag('--path.rootfs <dir>', 'the host\'s root filesystem as the exporter sees it (e.g. /host in a container); the defaults of --path.procfs and --path.sysfs are under it', '/'))
+    .addOption(flag('--path.procfs <dir>', 'the host\'s /proc (default <rootfs>/proc)'))
+    .addOption(flag('--path.sysfs <dir>', 'the host\'s /sys, whose fs/cgroup holds the containers\' cgroups (default <rootfs>/sys)'));
   for (const { name, help, defaultEnabled } of modules) {
     cmd.addOption(flag(`--collector.${name} [bool]`, `enable the ${name} collector: ${help} (default ${defaultEnabled})`));
     cmd.addOption(new Option(`--no-collector.${name}`, `disable the ${name} collector`));
@@ -232,6 +242,12 @@ function telemetryPathOf(value: string): string {
     throw new ConfigError(`--web.telemetry-path: "${value}" is not a plain path: use letters, digits and . _ ~ - between single slashes (e.g. /metrics)`);
   }
   return value;
+}
+
+/** An absolute folder path, normalised (whether it exists is for the reader to find out: it may be mounted later). */
+function absoluteDir(flagName: string, value: string): string {
+  if (!path.isAbsolute(value)) throw new ConfigError(`--${flagName}: "${value}" is not an absolute path`);
+  return path.normalize(value).replace(/(.)\/+$/, '$1');
 }
 
 function regexOf(flagName: string, value: string | undefined): RegExp | undefined {
@@ -355,6 +371,11 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv, modules: rea
     timeoutMs: values.duration('docker.timeout'),
     maxResponseBytes: sizeOf('docker.max-response-size', str('docker.max-response-size') ?? DEFAULT_MAX_RESPONSE_SIZE),
   };
+  const rootfs = absoluteDir('path.rootfs', str('path.rootfs') ?? '/');
+  const paths: Config['path'] = {
+    procfs: absoluteDir('path.procfs', str('path.procfs') ?? path.join(rootfs, 'proc')),
+    sysfs: absoluteDir('path.sysfs', str('path.sysfs') ?? path.join(rootfs, 'sys')),
+  };
   // Every module's, switched on or not: a value it cannot use stops the exporter either way.
   const sections: Record<string, unknown> = {};
   for (const m of modules) if (m.options) sections[m.options.section] = m.options.parse(values);
@@ -363,7 +384,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv, modules: rea
     format: values.oneOf('log.format', ['json', 'pretty'] as const),
   };
   // Each section is typed by the module that declares it; their sum is the Config the modules declared.
-  return deepFreeze({ web, docker, collectors, ...sections, log } as Config);
+  return deepFreeze({ web, docker, path: paths, collectors, ...sections, log } as Config);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,4 +1,6 @@
-import { Gauge } from 'prom-client';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Counter, Gauge } from 'prom-client';
 import { sleep } from '../backoff.js';
 import type { ModuleOptions } from '../config.js';
 import { SeriesMetric } from '../exposition.js';
@@ -6,15 +8,38 @@ import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
+import { CgroupfsSource } from '../stats/cgroupfs.js';
 import { EnginePollSource } from '../stats/engine-poll.js';
 import { EngineStreamSource } from '../stats/engine-stream.js';
 import type { StatsSink, StatsSource, Target } from '../stats/source.js';
 import type { Collector, CollectorDeps, CollectorModule } from './collector.js';
+import type { Config } from '../config.js';
+
+/** The value of docker_exporter_stats_source. */
+type SourceKind = 'cgroupfs' | 'engine-poll' | 'engine-stream';
+
+/**
+ * Why `auto` cannot use cgroupfs here, or undefined when it can try: the engine must be local (a
+ * remote engine's containers' cgroups are on another host) and a cgroup filesystem must be where
+ * --path.sysfs says. Whether a container's own cgroup can be read shows at the first one read.
+ */
+function cgroupfsUnusable(config: Config): string | undefined {
+  if (!/^(unix|npipe):\/\//.test(config.docker.host)) return `the engine at ${config.docker.host} is not local`;
+  const root = path.join(config.path.sysfs, 'fs', 'cgroup');
+  const known = ['cgroup.controllers', 'cpuacct', 'cpu,cpuacct'].some((entry) => fs.existsSync(path.join(root, entry)));
+  if (!known) return `no cgroup filesystem at ${root}`;
+  if (!fs.existsSync(path.join(config.path.procfs, 'self', 'cgroup'))) return `no /proc at ${config.path.procfs}`;
+  return undefined;
+}
 
 export type StatsMode = 'stream' | 'poll';
 
 /** The `stats` section of Config, from the flags below. */
+export type StatsSourceChoice = 'auto' | 'cgroupfs' | 'engine';
+
 export interface StatsConfig {
+  /** Where samples come from: the kernel's cgroup files, the engine's stats API, or the cheaper that works. */
+  source: StatsSourceChoice;
   mode: StatsMode;
   intervalMs: number;
   concurrency: number;
@@ -30,11 +55,13 @@ declare module '../config.js' {
 const statsOptions: ModuleOptions<'stats'> = {
   section: 'stats',
   flags: [
-    { flags: '--stats.mode <mode>', description: 'stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', defaultValue: 'poll' },
+    { flags: '--stats.source <source>', description: 'cgroupfs (read the kernel\'s cgroup files under --path.sysfs and --path.procfs at every scrape), engine (the engine\'s stats API, as --stats.mode says), or auto: cgroupfs for a local engine whose containers\' cgroups can be read, else engine', defaultValue: 'auto' },
+    { flags: '--stats.mode <mode>', description: 'engine source: stream (one long-lived stats stream per container) or poll (one-shot samples every interval)', defaultValue: 'poll' },
     { flags: '--stats.interval <duration>', description: 'poll mode: time between two samples of a container', defaultValue: '15s' },
     { flags: '--stats.concurrency <n>', description: 'poll mode: stats requests in flight at once; the engine answers each at its next 1-second collection, so a round takes about running containers ÷ n seconds', defaultValue: '32' },
   ],
   parse: (values) => ({
+    source: values.oneOf('stats.source', ['auto', 'cgroupfs', 'engine'] as const),
     mode: values.oneOf('stats.mode', ['stream', 'poll'] as const),
     intervalMs: values.duration('stats.interval'),
     concurrency: values.integer('stats.concurrency', 1, 1000),
@@ -77,7 +104,7 @@ function createMetrics(deps: CollectorDeps) {
     memRss: gauge('container_memory_rss', 'Size of RSS (anonymous memory), in bytes.'),
     memCache: gauge('container_memory_cache', 'Number of bytes of page cache memory.'),
     memMappedFile: gauge('container_memory_mapped_file', 'Size of memory mapped files, in bytes.'),
-    memMaxUsage: gauge('container_memory_max_usage_bytes', 'Maximum memory usage recorded, in bytes (cgroup v1 only).'),
+    memMaxUsage: gauge('container_memory_max_usage_bytes', 'Maximum memory usage recorded, in bytes (cgroup v1; on v2 memory.peak, with the cgroupfs source only).'),
     memFailures: counter('container_memory_failures_total', 'Cumulative count of memory allocation failures (page faults).', ['failure_type', 'scope']),
     netRxBytes: counter('container_network_receive_bytes_total', 'Cumulative count of bytes received.', ['interface']),
     netRxPackets: counter('container_network_receive_packets_total', 'Cumulative count of packets received.', ['interface']),
@@ -89,11 +116,19 @@ function createMetrics(deps: CollectorDeps) {
     netTxErrors: counter('container_network_transmit_errors_total', 'Cumulative count of errors encountered while transmitting.', ['interface']),
     fsReadBytes: counter('container_fs_reads_bytes_total', 'Cumulative count of bytes read from block devices.', ['device']),
     fsWriteBytes: counter('container_fs_writes_bytes_total', 'Cumulative count of bytes written to block devices.', ['device']),
-    fsReads: counter('container_fs_reads_total', 'Cumulative count of reads completed (cgroup v1 only).', ['device']),
-    fsWrites: counter('container_fs_writes_total', 'Cumulative count of writes completed (cgroup v1 only).', ['device']),
+    fsReads: counter('container_fs_reads_total', 'Cumulative count of reads completed (cgroup v1; on v2 with the cgroupfs source only).', ['device']),
+    fsWrites: counter('container_fs_writes_total', 'Cumulative count of writes completed (cgroup v1; on v2 with the cgroupfs source only).', ['device']),
     threads: gauge('container_threads', 'Number of threads (tasks) running in the container.'),
     threadsMax: gauge('container_threads_max', 'Maximum number of threads (tasks) allowed in the container (absent when unlimited).'),
-    lastSeen: gauge('container_last_seen', 'Unix time of the latest stats sample of the container, in seconds.'),
+    lastSeen: gauge('container_last_seen', 'Unix time of the latest stats sample of the container, in seconds (the scrape\'s own with --stats.source cgroupfs).'),
+    // Only the cgroupfs source has these: the engine's stats carry neither swap nor pressure.
+    memSwap: gauge('container_memory_swap', 'Container swap usage in bytes (cgroupfs source).'),
+    cpuWaiting: counter('container_pressure_cpu_waiting_seconds_total', 'Total time duration tasks in the container have waited due to CPU congestion (PSI some; cgroup v2, cgroupfs source).'),
+    cpuStalled: counter('container_pressure_cpu_stalled_seconds_total', 'Total time duration no tasks in the container could make progress due to CPU congestion (PSI full; cgroup v2, cgroupfs source).'),
+    memWaiting: counter('container_pressure_memory_waiting_seconds_total', 'Total time duration tasks in the container have waited due to memory congestion (PSI some; cgroup v2, cgroupfs source).'),
+    memStalled: counter('container_pressure_memory_stalled_seconds_total', 'Total time duration no tasks in the container could make progress due to memory congestion (PSI full; cgroup v2, cgroupfs source).'),
+    ioWaiting: counter('container_pressure_io_waiting_seconds_total', 'Total time duration tasks in the container have waited due to I/O congestion (PSI some; cgroup v2, cgroupfs source).'),
+    ioStalled: counter('container_pressure_io_stalled_seconds_total', 'Total time duration no tasks in the container could make progress due to I/O congestion (PSI full; cgroup v2, cgroupfs source).'),
   };
 }
 
@@ -121,7 +156,10 @@ export const statsCollector: CollectorModule = {
 export class StatsCollector implements Collector, StatsSink {
   private readonly tracked = new Map<string, Tracked>();
   private readonly m: StatsMetrics;
-  private readonly source: StatsSource;
+  private source: StatsSource;
+  private readonly sourceInUse: Gauge<'source'>;
+  /** The collector's, not the source's: it outlives a switch of source. */
+  private readonly cgroupfsFallbacks: Counter;
   private stopped = false;
   private started = false;
 
@@ -131,21 +169,67 @@ export class StatsCollector implements Collector, StatsSink {
 
   constructor(private readonly deps: CollectorDeps) {
     this.m = createMetrics(deps);
-    this.source = deps.config.stats.mode === 'stream' ? new EngineStreamSource(deps, this) : new EnginePollSource(deps, this);
-    const source = this.source;
+    const self = this;
     new Gauge({
       name: 'docker_exporter_stats_streams',
       help: 'Stats streams open to the Docker Engine (one per running container in stream mode; 0 in poll mode).',
       registers: [deps.registry],
       collect() {
-        this.set(source.openStreams);
+        this.set(self.source.openStreams);
       },
     });
+    this.cgroupfsFallbacks = new Counter({
+      name: 'docker_exporter_stats_fallbacks_total',
+      help: 'Containers sampled through the engine because their cgroup could not be read (--stats.source cgroupfs or auto).',
+      registers: [deps.registry],
+    });
+    this.sourceInUse = new Gauge({
+      name: 'docker_exporter_stats_source',
+      help: 'Where the per-container resource samples come from (--stats.source): 1 for the source in use.',
+      labelNames: ['source'],
+      registers: [deps.registry],
+    });
+    const { source, mode } = deps.config.stats;
+    const engineKind = mode === 'stream' ? 'engine-stream' : 'engine-poll';
+    if (source === 'engine') {
+      this.source = this.use(engineKind, '--stats.source engine');
+    } else if (source === 'cgroupfs') {
+      this.source = this.use('cgroupfs', '--stats.source cgroupfs');
+    } else {
+      const unusable = cgroupfsUnusable(deps.config);
+      this.source = unusable ? this.use(engineKind, `auto: ${unusable}`) : this.use('cgroupfs', 'auto: the engine is local and its cgroups are readable here', true);
+    }
   }
 
   /** Open streams right now (for tests). */
   get streams(): number {
     return this.source.openStreams;
+  }
+
+  /** Makes the source of `kind` the one in use, says so once, and shows it in docker_exporter_stats_source. */
+  private use(kind: SourceKind, why: string, tentative = false): StatsSource {
+    const deps = this.deps;
+    const source =
+      kind === 'cgroupfs'
+        ? new CgroupfsSource(deps, this, this.cgroupfsFallbacks, tentative ? (reason) => this.switchToEngine(reason) : undefined)
+        : kind === 'engine-stream'
+          ? new EngineStreamSource(deps, this)
+          : new EnginePollSource(deps, this);
+    this.sourceInUse.reset();
+    this.sourceInUse.set({ source: kind }, 1);
+    this.deps.logger.info({ collector: 'stats', source: kind, why }, `stats source: ${kind}`);
+    return source;
+  }
+
+  /** auto, when the first container's cgroup cannot be read: the engine serves every container instead. */
+  private switchToEngine(reason: string): void {
+    const previous = this.source;
+    this.source = this.use(this.deps.config.stats.mode === 'stream' ? 'engine-stream' : 'engine-poll', `auto: ${reason}`);
+    void previous.stop().catch(() => undefined);
+    if (this.started && !this.stopped) {
+      this.source.start();
+      for (const t of this.tracked.values()) this.source.follow(t, true);
+    }
   }
 
   start(): void {
@@ -170,7 +254,9 @@ export class StatsCollector implements Collector, StatsSink {
     await Promise.race([this.source.stop(), sleep(1500)]);
   }
 
-  update(): void {
+  async update(): Promise<void> {
+    // A source read at scrape time (cgroupfs) reads now, so every scrape is current.
+    await this.source.read?.();
     const m = this.m;
     const all = Object.values(m);
     for (const metric of all) metric.beginRefill();
@@ -204,6 +290,14 @@ export class StatsCollector implements Collector, StatsSink {
     tracked.parsed = undefined;
   }
 
+  deliverSample(t: Target, sample: StatsSample | undefined): void {
+    const tracked = this.tracked.get(t.id);
+    if (tracked !== t) return;
+    tracked.raw = sample;
+    tracked.parsed = sample;
+    if (sample && sample.malformed > 0) this.bad(t.id, `${sample.malformed} cgroup field(s) unreadable, left out`);
+  }
+
   bad(id: string, reason: string): void {
     this.deps.metrics.parseErrors.inc({ source: 'stats' });
     this.deps.logger.debug({ id, reason }, 'unusable stats record');
@@ -219,7 +313,7 @@ export class StatsCollector implements Collector, StatsSink {
     let t = this.tracked.get(record.id);
     let fresh = true;
     if (!t) {
-      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds };
+      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds, pid: record.pid, networkMode: record.networkMode };
       this.tracked.set(record.id, t);
     } else if (t.startedAt !== record.startedAtSeconds) {
       // Samples of the previous run are not this run's: its counters started again from zero.
@@ -229,6 +323,8 @@ export class StatsCollector implements Collector, StatsSink {
     } else {
       fresh = false;
     }
+    t.pid = record.pid;
+    t.networkMode = record.networkMode;
     this.source.follow(t, fresh);
   }
 
@@ -305,6 +401,13 @@ function emit(m: StatsMetrics, record: ContainerRecord, s: StatsSample): void {
   }
   setIfDefined(m.threads, L, s.threads);
   setIfDefined(m.threadsMax, L, s.threadsMax);
+  setIfDefined(m.memSwap, L, s.memorySwapBytes);
+  setIfDefined(m.cpuWaiting, L, s.pressureCpuWaitingSeconds);
+  setIfDefined(m.cpuStalled, L, s.pressureCpuStalledSeconds);
+  setIfDefined(m.memWaiting, L, s.pressureMemoryWaitingSeconds);
+  setIfDefined(m.memStalled, L, s.pressureMemoryStalledSeconds);
+  setIfDefined(m.ioWaiting, L, s.pressureIoWaitingSeconds);
+  setIfDefined(m.ioStalled, L, s.pressureIoStalledSeconds);
   m.lastSeen.set(L, s.read);
 }
 

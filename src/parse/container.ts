@@ -26,6 +26,10 @@ export interface ContainerInfo {
   createdSeconds?: number;
   startedAtSeconds?: number;
   finishedAtSeconds?: number;
+  /** `State.Pid`: the container's first process on the host, 0 when it does not run. */
+  pid: number;
+  /** `HostConfig.NetworkMode`: `host`, `none` and `container:<id>` have no network of their own. */
+  networkMode: string;
   spec: {
     memory: number;
     memoryReservation: number;
@@ -121,6 +125,8 @@ export function parseContainerInspect(payload: unknown): ContainerInfo {
     oomKilled: optional(state.OOMKilled, bool, 'inspect State.OOMKilled') ?? false,
     createdSeconds: time(c.Created, 'Created'),
     startedAtSeconds: time(state.StartedAt, 'State.StartedAt'),
+    pid: number(state.Pid, 'State.Pid'),
+    networkMode: optional(host.NetworkMode, str, 'inspect HostConfig.NetworkMode') ?? '',
     finishedAtSeconds: time(state.FinishedAt, 'State.FinishedAt'),
     spec: {
       memory: number(host.Memory, 'HostConfig.Memory'),

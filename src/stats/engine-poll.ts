@@ -34,7 +34,7 @@ export class EnginePollSource implements StatsSource {
     if (fresh) void this.sampleOnce(t, this.startedWithinInterval(t));
   }
 
-  unfollow(): void {
+  unfollow(_t: Target): void {
     // A sample in flight for it is dropped on arrival (the sink no longer follows it).
   }
 

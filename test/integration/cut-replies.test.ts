@@ -89,6 +89,8 @@ describe('replies cut off mid-body by a proxy in front of the real engine', () =
     exporter = await startExporter([
       '--docker.host', `unix://${proxy.socketPath}`,
       '--docker.timeout', '3s',
+      // The engine's stats route is one of those cut.
+      '--stats.source', 'engine',
       '--stats.interval', '1s',
       '--df.interval', '2s',
     ]);

@@ -219,7 +219,7 @@ describe(`${LIFECYCLES} container lifecycles while scraping`, () => {
         'const code=v8.getHeapSpaceStatistics().filter((s)=>s.space_name.startsWith("code")).reduce((n,s)=>n+s.space_used_size,0);' +
         'const m=process.memoryUsage();process.stdout.write(JSON.stringify({msg:"heap after gc",heapUsed:m.heapUsed-code,code,rss:m.rss})+"\\n")})',
     );
-    exporter = await startExporter(['--container.include', `^${prefix}`, '--stats.mode', 'stream', '--df.interval', '10m'], {
+    exporter = await startExporter(['--container.include', `^${prefix}`, '--stats.source', 'engine', '--stats.mode', 'stream', '--df.interval', '10m'], {
       command: [process.execPath, '--expose-gc', '--import', `data:text/javascript,${hook}`, '--import', 'tsx', 'src/cli.ts'],
     });
   });
@@ -324,7 +324,7 @@ describe('the engine stopped for 10 s and started again, 5 times', () => {
 
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) await containers.run(['--name', `${prefix}${i}`, '--restart', 'always', '--stop-timeout', '1']);
-    exporter = await startExporter(['--container.include', `^${prefix}`, '--stats.mode', 'stream', '--df.interval', '10m']);
+    exporter = await startExporter(['--container.include', `^${prefix}`, '--stats.source', 'engine', '--stats.mode', 'stream', '--df.interval', '10m']);
   });
   afterAll(async () => {
     // Whatever happened, the engine runs again for the tests after this one.

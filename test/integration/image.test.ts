@@ -36,10 +36,11 @@ describe('the container image, built from the Dockerfile and run least-privilege
         'run', '-d', '--label', TEST_LABEL, '--label', 'prometheus.job=docker-exporter', '--name', exporterName,
         '-p', '127.0.0.1::9764',
         '-v', `${SOCKET}:${SOCKET}:ro`,
+        '-v', '/proc:/host/proc:ro', '-v', '/sys/fs/cgroup:/host/sys/fs/cgroup:ro', '--cgroupns', 'host',
         '--group-add', String(gid),
         '--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
         '--health-interval', '1s',
-        EXPORTER_IMAGE, '--stats.interval', '2s', '--df.interval', '5s',
+        EXPORTER_IMAGE, '--path.rootfs', '/host', '--stats.interval', '2s', '--df.interval', '5s',
       ]),
     );
     const port = (await docker(['port', exporter, '9764/tcp'])).split('\n')[0]!.split(':').pop();
@@ -116,6 +117,10 @@ describe('the container image, built from the Dockerfile and run least-privilege
       expect(own.length, `series for ${name}`).toBeGreaterThan(0);
       expect(new Set(own.map((s) => s.labels.id))).toEqual(new Set([ids[key]]));
     }
+    // The run line's mounts: as nobody, without a capability, it reads the containers' cgroups itself.
+    expect(value(samples, 'docker_exporter_stats_source', { source: 'cgroupfs' })).toBe(1);
+    expect(value(samples, 'container_cpu_usage_seconds_total', { name: names.a })).toBeGreaterThan(0);
+    expect(value(samples, 'docker_exporter_docker_requests_total', { endpoint: '/containers/{id}/stats' }) ?? 0).toBe(0);
     if (started.collectors.includes('containers')) {
       expect(value(samples, 'docker_container_state', { name: names.a, state: 'running' })).toBe(1);
       expect(value(samples, 'docker_container_state', { name: names.b, state: 'created' })).toBe(1);

@@ -94,8 +94,8 @@ describe('behind a proxy that refuses everything but GET and HEAD', () => {
     running = await tc.run(['--name', `dx-proxy-${suffix}-running`]);
     await tc.create(['--name', `dx-proxy-${suffix}-created`]);
     const common = ['--docker.host', `tcp://127.0.0.1:${port}`, '--docker.tls-verify', 'false', '--df.interval', '2s', '--stats.interval', '2s'];
-    exporters.poll = await startExporter([...common, '--stats.mode', 'poll']);
-    exporters.stream = await startExporter([...common, '--stats.mode', 'stream']);
+    exporters.poll = await startExporter([...common, '--stats.source', 'engine', '--stats.mode', 'poll']);
+    exporters.stream = await startExporter([...common, '--stats.source', 'engine', '--stats.mode', 'stream']);
   });
 
   afterAll(async () => {

@@ -7,7 +7,8 @@ import { findAll, parseMetrics, value, type Sample } from '../helpers/prom.js';
 
 // Only this file's containers are exported, so counts are not disturbed by colleagues' test runs.
 const PREFIX = `stx${process.pid}-`;
-const INCLUDE = ['--container.include', `^${PREFIX}`, '--no-collector.df'];
+// The engine's stats API, as these tests measure its stream and poll modes (cgroupfs has its own file).
+const INCLUDE = ['--container.include', `^${PREFIX}`, '--no-collector.df', '--stats.source', 'engine'];
 
 const containers = new TestContainers();
 afterAll(() => containers.removeAll());

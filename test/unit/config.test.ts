@@ -16,7 +16,8 @@ describe('buildConfig', () => {
       'com.docker.swarm.service.name',
       'com.docker.stack.namespace',
     ]);
-    expect(c.stats).toEqual({ mode: 'poll', intervalMs: 15_000, concurrency: 32 });
+    expect(c.stats).toEqual({ source: 'auto', mode: 'poll', intervalMs: 15_000, concurrency: 32 });
+    expect(c.path).toEqual({ procfs: '/proc', sysfs: '/sys' });
     expect(c.df).toEqual({ intervalMs: 300_000, timeoutMs: 120_000 });
     expect(c.log).toEqual({ level: 'info', format: 'json' });
     expect(Object.isFrozen(c) && Object.isFrozen(c.web)).toBe(true);
@@ -99,6 +100,14 @@ describe('buildConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain(message);
     expect((error as Error).message).not.toContain('\n');
+  });
+
+  it('puts --path.procfs and --path.sysfs under --path.rootfs unless given, and takes absolute paths only', () => {
+    expect(buildConfig(['--path.rootfs', '/host'], {}).path).toEqual({ procfs: '/host/proc', sysfs: '/host/sys' });
+    expect(buildConfig(['--path.rootfs', '/host', '--path.procfs', '/hostproc/'], {}).path).toEqual({ procfs: '/hostproc', sysfs: '/host/sys' });
+    expect(buildConfig([], { DOCKER_EXPORTER_PATH_SYSFS: '/x/sys' }).path.sysfs).toBe('/x/sys');
+    expect(() => buildConfig(['--path.procfs', 'proc'], {})).toThrow('--path.procfs: "proc" is not an absolute path');
+    expect(() => buildConfig(['--stats.source', 'kernel'], {})).toThrow('--stats.source: "kernel" is not one of auto, cgroupfs, engine');
   });
 
   it('takes the longest duration a timer holds, plain paths, and byte sizes with units', () => {

@@ -87,7 +87,7 @@ beforeAll(async () => {
   const running = engine.status().running;
 
   const config = buildConfig(
-    ['--docker.host', `unix://${socketPath}`, '--web.listen-address', '127.0.0.1:0', '--stats.mode', 'poll', '--stats.interval', '10m'],
+    ['--docker.host', `unix://${socketPath}`, '--web.listen-address', '127.0.0.1:0', '--stats.source', 'engine', '--stats.mode', 'poll', '--stats.interval', '10m'],
     {},
   );
   app = createApp(config, pino({ level: 'silent' }));

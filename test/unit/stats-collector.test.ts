@@ -36,6 +36,8 @@ function record(n: number, over: Partial<ContainerRecord> = {}): ContainerRecord
     exitCode: 0,
     oomKilled: false,
     startedAtSeconds: 1000,
+    pid: 4242,
+    networkMode: 'bridge',
     spec: { memory: 0, memoryReservation: 0, memorySwap: 0, cpuQuota: 0, cpuPeriod: 0, cpuShares: 0 },
     promLabels: { id, name: `c${n}`, image: 'busybox', container_label_com_docker_compose_project: '' },
     oomEvents: 0,
@@ -151,7 +153,7 @@ function rig(stats: Partial<Config['stats']> = {}): Rig {
   const engine = new FakeEngine();
   const docker = new StatsAnswers(engine);
   const base = buildConfig([], {});
-  const config: Config = { ...base, stats: { ...base.stats, mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } };
+  const config: Config = { ...base, stats: { ...base.stats, source: 'engine', mode: 'poll', intervalMs: 60_000, concurrency: 8, ...stats } };
   const deps = {
     config,
     docker: engine,
@@ -354,7 +356,7 @@ describe('stats collector: poll mode', () => {
     expect(hasSeriesOf(await r.text(), c.id)).toBe(true);
     r.inventory.current = false;
     r.inventory.lastError = 'events stream down';
-    expect(() => r.collector.update()).toThrow('events stream down');
+    await expect(r.collector.update()).rejects.toThrow('events stream down');
     expect(hasSeriesOf(await r.registry.metrics(), c.id)).toBe(true);
   });
 
