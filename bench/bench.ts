@@ -39,7 +39,8 @@ const USAGE = `usage: npm run bench -- [flags] [-- extra exporter flags]
   --containers N      real containers on the engine (default 100)
   --window 60s        length of one measurement window (default 60s)
   --rounds K          windows per mode on the real engine, modes alternating (default 3)
-  --modes poll,stream stats modes to compare (default poll,stream); MODE@NAME runs the exporter of --alt NAME
+  --modes poll,stream stats sources to compare: poll and stream (the engine's), cgroupfs (default poll,stream);
+                      MODE@NAME runs the exporter of --alt NAME
   --alt NAME=PATH     another build of the exporter (its dist/cli.js) to compare with, e.g. a patched tree
   --interval 15s      --stats.interval of the exporter, and Prometheus' scrape interval (default 15s)
   --scrapes 50        scrapes per format in each latency burst (default 50)
@@ -97,7 +98,7 @@ function parseOptions(argv: string[]): Options {
   }
   for (const m of modes) {
     const [base, name] = m.split('@', 2) as [string, string | undefined];
-    if (base !== 'poll' && base !== 'stream') throw new Error(`--modes: "${m}" is not poll or stream`);
+    if (base !== 'poll' && base !== 'stream' && base !== 'cgroupfs') throw new Error(`--modes: "${m}" is not poll, stream or cgroupfs`);
     if (name !== undefined && !alt[name]) throw new Error(`--modes: "${m}" names no --alt ${name}=PATH`);
   }
   const simRaw = values.get('simulate') ?? (quick ? '200' : '1000,5000');
@@ -563,8 +564,9 @@ function distFor(o: Options, mode: string): string {
 
 function exporterArgs(o: Options, target: Target, mode: string): string[] {
   // An older build (MODE@NAME) may not know --stats.source; before it, every build read the engine.
-  const source = mode.includes('@') ? [] : ['--stats.source', 'engine'];
-  const args = [...source, '--stats.mode', baseMode(mode), '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
+  const base = baseMode(mode);
+  const source = base === 'cgroupfs' ? ['--stats.source', 'cgroupfs'] : mode.includes('@') ? ['--stats.mode', base] : ['--stats.source', 'engine', '--stats.mode', base];
+  const args = [...source, '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
   if (target.dockerHost) args.push('--docker.host', target.dockerHost);
   return [...args, ...o.exporterArgs];
 }
@@ -757,6 +759,8 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
     // Alternate the order of the modes so that drift over the run affects each alike.
     const order = r % 2 === 0 ? o.modes : [...o.modes].reverse();
     for (const mode of order) {
+      // The fake engine's containers have no cgroups: a simulated cgroup tree is still to be built.
+      if (baseMode(mode) === 'cgroupfs' && target.kind !== 'real') continue;
       const m = (run.modes[mode] ??= { windows: [], latency: [], probes: [] });
       const engine = await target.ensureUp();
       const exporter = await Exporter.start(distFor(o, mode), exporterArgs(o, target, mode), { cpuProfDir: profDir });
@@ -952,7 +956,16 @@ function budgets(o: Options, real: TargetRun | undefined, sims: TargetRun[], soa
     b(`new container's stats series (stream)`, '≤ 2 s', stream.firstStatsMs, (v) => v <= 2000, 'ms');
     out.push({ what: 'removed container gone by the next scrape (stream)', limit: 'yes', measured: stream.goneByNextScrape ? 'yes' : 'no', pass: stream.goneByNextScrape });
   }
-  for (const mode of ['poll', 'stream'] as const) {
+  const cg = real ? summariseMode(real, 'cgroupfs') : undefined;
+  if (cg) {
+    b(`cgroupfs, ${n} containers: host cost (exporter + engine + shims above idle)`, '≤ 0.65 % of a core', cg.totalCpuPct, (v) => v <= 0.65, '%');
+    if (poll?.totalCpuPct !== undefined && cg.totalCpuPct !== undefined) {
+      b(`cgroupfs host cost ÷ poll host cost (${n} containers, one run)`, '≤ 0.1', cg.totalCpuPct / poll.totalCpuPct, (v) => v <= 0.1, '');
+    }
+    b(`cgroupfs, ${n} containers: exporter process alone`, '≤ 0.5 % of a core', cg.exporterCpuPct, (v) => v <= 0.5, '%');
+    b(`/metrics p50 at ${n} containers (cgroupfs, reads included)`, '≤ 25 ms', cg.p50Ms, (v) => v <= 25, 'ms');
+  }
+  for (const mode of ['poll', 'stream', 'cgroupfs'] as const) {
     const s = real ? summariseMode(real, mode) : undefined;
     if (s) out.push({ what: `every series of the catalogue present (${mode}, real engine)`, limit: 'none missing', measured: s.missing.length ? `missing ${s.missing.join(', ')}` : 'all present', pass: s.missing.length === 0 });
   }
@@ -1077,7 +1090,7 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
     lines.push('');
   }
   if (budgetRows.length) {
-    lines.push('## Budgets (issue 9)');
+    lines.push('## Budgets (issue 9; issue 16 for cgroupfs)');
     lines.push('');
     lines.push('| budget | limit | measured | |');
     lines.push('|---|---|---|---|');
