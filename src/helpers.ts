@@ -44,9 +44,16 @@ export class DistinctFailures {
   clear(key: string): boolean {
     return this.last.delete(key);
   }
+}
 
-  /** Whether `key` is failing now. */
-  has(key: string): boolean {
-    return this.last.has(key);
-  }
+/**
+ * `promise`, or a rejection with `expired()` once `ms` have passed; the promise itself goes on (its
+ * outcome is then nobody's). For a caller whose own deadline is shorter than the work's.
+ */
+export function withDeadline<T>(promise: Promise<T>, ms: number, expired: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(expired()), ms);
+  });
+  return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }

@@ -2,7 +2,7 @@ import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Collector, CollectorDeps, CollectorModule, RunOutcome } from './collectors/collector.js';
 import { renderRegistry, type Format } from './exposition.js';
-import { DistinctFailures } from './helpers.js';
+import { DistinctFailures, withDeadline } from './helpers.js';
 
 export type { Format } from './exposition.js';
 
@@ -107,11 +107,7 @@ export class Orchestrator {
       const forget = (): void => void this.updating.delete(name);
       update.then(forget, forget);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const budget = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`still updating after ${COLLECTOR_BUDGET_MS} ms; this scrape went on without it`)), COLLECTOR_BUDGET_MS);
-    });
-    return Promise.race([update, budget]).finally(() => clearTimeout(timer));
+    return withDeadline(update, COLLECTOR_BUDGET_MS, () => new Error(`still updating after ${COLLECTOR_BUDGET_MS} ms; this scrape went on without it`));
   }
 
   private async updateAll(): Promise<void> {

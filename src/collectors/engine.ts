@@ -1,4 +1,5 @@
 import { Gauge } from 'prom-client';
+import { withDeadline } from '../helpers.js';
 import { num, obj, PayloadError, str, typeName } from '../parse/guards.js';
 import type { CollectorModule } from './collector.js';
 
@@ -118,10 +119,7 @@ export const engineCollector: CollectorModule = {
         if (performance.now() - infoAt > INFO_MAX_AGE_MS) refreshing ??= refresh();
         // Until the first facts are in, the scrape waits a little for them; afterwards it never does.
         if (infoAt === -Infinity && refreshing) {
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([refreshing, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_INFO_WAIT_MS)))]);
-          clearTimeout(timer);
-          if (infoAt === -Infinity && !infoError) throw new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; its facts follow when it does`);
+          await withDeadline(refreshing, FIRST_INFO_WAIT_MS, () => new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; its facts follow when it does`));
         }
         if (infoError) throw infoError;
       },

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { sleep } from '../backoff.js';
-import type { ModuleOptions } from '../config.js';
+import type { Config, ModuleOptions } from '../config.js';
 import { SeriesMetric } from '../exposition.js';
 import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
@@ -13,7 +13,6 @@ import { EnginePollSource } from '../stats/engine-poll.js';
 import { EngineStreamSource } from '../stats/engine-stream.js';
 import type { StatsSink, StatsSource, Target } from '../stats/source.js';
 import type { Collector, CollectorDeps, CollectorModule } from './collector.js';
-import type { Config } from '../config.js';
 
 /** The value of docker_exporter_stats_source. */
 type SourceKind = 'cgroupfs' | 'engine-poll' | 'engine-stream';
@@ -189,8 +188,8 @@ export class StatsCollector implements Collector, StatsSink {
       labelNames: ['source'],
       registers: [deps.registry],
     });
-    const { source, mode } = deps.config.stats;
-    const engineKind = mode === 'stream' ? 'engine-stream' : 'engine-poll';
+    const { source } = deps.config.stats;
+    const engineKind = this.engineKind();
     if (source === 'engine') {
       this.source = this.use(engineKind, '--stats.source engine');
     } else if (source === 'cgroupfs') {
@@ -208,7 +207,7 @@ export class StatsCollector implements Collector, StatsSink {
 
   /** Makes the source of `kind` the one in use, says so once, and shows it in docker_exporter_stats_source. */
   private use(kind: SourceKind, why: string, tentative = false): StatsSource {
-    const deps = this.deps;
+    const { deps } = this;
     const source =
       kind === 'cgroupfs'
         ? new CgroupfsSource(deps, this, this.cgroupfsFallbacks, tentative ? (reason) => this.switchToEngine(reason) : undefined)
@@ -221,10 +220,15 @@ export class StatsCollector implements Collector, StatsSink {
     return source;
   }
 
+  /** The engine source --stats.mode names. */
+  private engineKind(): SourceKind {
+    return this.deps.config.stats.mode === 'stream' ? 'engine-stream' : 'engine-poll';
+  }
+
   /** auto, when the first container's cgroup cannot be read: the engine serves every container instead. */
   private switchToEngine(reason: string): void {
     const previous = this.source;
-    this.source = this.use(this.deps.config.stats.mode === 'stream' ? 'engine-stream' : 'engine-poll', `auto: ${reason}`);
+    this.source = this.use(this.engineKind(), `auto: ${reason}`);
     void previous.stop().catch(() => undefined);
     if (this.started && !this.stopped) {
       this.source.start();

@@ -4,6 +4,7 @@ import type Modem from 'docker-modem';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
+import { withDeadline } from '../helpers.js';
 import { explainConnectionError, modemOptions, send, type Answer } from './connection.js';
 import { EngineReplyError, EngineStatus, EngineTimeout, EngineUnreachable } from './errors.js';
 import { ROUTES, routePath, type Route, type RouteName } from './routes.js';
@@ -151,7 +152,7 @@ export class DockerClient implements EngineApi {
     const started = performance.now();
     // Negotiation is shared by whoever asks while it runs, and bounded by --docker.timeout; a
     // caller with a shorter deadline (a scrape's ping) does not wait past its own.
-    const modem = this.modem ?? (timeoutMs < this.config.timeoutMs ? await within(this.connect(), timeoutMs, ROUTES[route].template) : await this.connect());
+    const modem = this.modem ?? (timeoutMs < this.config.timeoutMs ? await withDeadline(this.connect(), timeoutMs, () => new EngineTimeout(ROUTES[route].template, timeoutMs)) : await this.connect());
     try {
       return await this.exchange(modem, route, isStream, opts, timeoutMs, Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))));
     } catch (err) {
@@ -210,13 +211,4 @@ export class DockerClient implements EngineApi {
       throw new EngineReplyError(`${template}: the reply is not JSON (${(err as Error).message}; ${body.length} bytes)`, 'malformed', template);
     }
   }
-}
-
-/** `promise`, or an EngineTimeout once `timeoutMs` has passed (the promise itself goes on). */
-function within<T>(promise: Promise<T>, timeoutMs: number, route: Route): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expiry = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new EngineTimeout(route, timeoutMs)), timeoutMs);
-  });
-  return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }
