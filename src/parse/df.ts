@@ -159,7 +159,12 @@ function classicImages(images: Json[], layersSize: number): KindUsage {
     const shared = n(image.SharedSize);
     if (containers !== 0 && size !== -1 && shared !== -1) used += size - shared;
   }
-  return { total: images.length, active, size: layersSize, reclaimable: layersSize - used };
+  // Podman (4.3 at least) sends LayersSize 0 whatever it stores, which no Docker engine can (its
+  // layers hold at least every image's own): there the images' sizes are summed, as `podman system
+  // df` does, and RECLAIMABLE is never below zero (the CLI prints a negative figure there).
+  const sum = images.reduce((acc, image) => acc + Math.max(0, n(image.Size)), 0);
+  const size = layersSize === 0 && sum > 0 ? sum : layersSize;
+  return { total: images.length, active, size, reclaimable: Math.max(0, size - used) };
 }
 
 function classicContainers(containers: Json[]): KindUsage {
