@@ -11,7 +11,7 @@ import type { ExporterMetrics } from '../exporter-metrics.js';
 import { safeEmit } from '../helpers.js';
 import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
-import { baseAction, type EngineEvent } from '../parse/event.js';
+import { dockerAction, type EngineEvent } from '../parse/event.js';
 import { PayloadError } from '../parse/guards.js';
 
 /** The label keys exported as `container_label_<key>` unless --container.label-allowlist says otherwise. */
@@ -312,7 +312,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
 
   private onEvent(event: EngineEvent): void {
     if (this.stopped || event.type !== 'container' || !/^[0-9a-f]{64}$/.test(event.actorId)) return;
-    const action = baseAction(event.action);
+    // Podman's remove and exec_died are Docker's destroy and exec_die.
+    const action = dockerAction(event.action);
     const id = event.actorId;
     if (action === 'destroy') {
       this.bury(id);

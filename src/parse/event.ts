@@ -18,6 +18,18 @@ export function baseAction(action: string): string {
 }
 
 /**
+ * Podman's names for the container actions Docker calls otherwise (its `remove` is Docker's
+ * `destroy`, `exec_died` is `exec_die`); Podman's extra `init` and `cleanup` have no Docker twin.
+ */
+const PODMAN_ACTIONS: Record<string, string> = { remove: 'destroy', exec_died: 'exec_die' };
+
+/** The Docker name of a container event's base action, whichever engine sent it (`remove` → `destroy`). */
+export function dockerAction(action: string): string {
+  const base = baseAction(action);
+  return PODMAN_ACTIONS[base] ?? base;
+}
+
+/**
  * Parses one events record; undefined when it lacks a type or an action. `line` is the raw JSON,
  * from which timeNano is read as an exact integer.
  */

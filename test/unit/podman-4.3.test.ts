@@ -1,10 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Backoff } from '../../src/backoff.js';
+import { createExporterMetrics } from '../../src/exporter-metrics.js';
+import { Inventory } from '../../src/inventory/inventory.js';
 import { parseContainerInspect, parseContainerList } from '../../src/parse/container.js';
 import { parseDiskUsage } from '../../src/parse/df.js';
-import { parseEvent } from '../../src/parse/event.js';
+import { baseAction, dockerAction, parseEvent } from '../../src/parse/event.js';
 import { parseStats } from '../../src/parse/stats.js';
+import { buildConfig } from '../helpers/config.js';
+import { FakeEngine, until } from './fake-docker.js';
 
 // Payloads recorded from Podman 4.3.1's Docker-compatible API (see test/fixtures/podman-4.3/README.md).
 const DIR = new URL('../fixtures/podman-4.3/', import.meta.url).pathname;
@@ -79,5 +86,69 @@ describe('Podman 4.3 payloads: what the exporter reads from them', () => {
     expect(df.kinds.containers).toMatchObject({ total: 10, active: 7 });
     // Podman's df names no volume driver.
     expect(df.volumes).toEqual([{ name: 'prec-data', driver: '', size: 3, refCount: 1 }]);
+  });
+
+  it('events: Podman names the actions its own way; dockerAction maps the two the inventory acts on', () => {
+    const events = LINES.map((l) => parseEvent(JSON.parse(l), l)!);
+    const actions = new Set(events.filter((e) => e.type === 'container').map((e) => baseAction(e.action)));
+    // `docker rm -f` of a running container: die and remove, no kill, no stop (Docker sends kill, die, destroy).
+    const healthyId = load('inspect-healthy.json').Id as string;
+    expect(events.filter((e) => e.actorId === healthyId).map((e) => e.action).slice(-2)).toEqual(['die', 'remove']);
+    expect([...actions].sort()).toEqual(['attach', 'cleanup', 'create', 'die', 'exec', 'exec_died', 'health_status', 'init', 'kill', 'pause', 'remove', 'rename', 'restart', 'start']);
+    // The health status is not in the action, and it is the one before the probe ran.
+    const health = LINES.filter((l) => l.includes('"health_status"')).map((l) => JSON.parse(l) as { Action: string; HealthStatus: string });
+    expect(health.map((h) => [h.Action, h.HealthStatus])).toEqual([['health_status', 'starting'], ['health_status', 'starting']]);
+    expect(['remove', 'exec_died', 'exec_died: x', 'destroy', 'exec_die', 'health_status', 'cleanup'].map(dockerAction)).toEqual(['destroy', 'exec_die', 'exec_die', 'destroy', 'exec_die', 'health_status', 'cleanup']);
+  });
+});
+
+describe('the inventory on Podman 4.3 events', () => {
+  const inventories: Inventory[] = [];
+  afterEach(async () => {
+    for (const i of inventories.splice(0)) await i.stop();
+  });
+
+  function rig(engine: FakeEngine): Inventory {
+    const registry = new Registry();
+    const inventory = new Inventory({ config: buildConfig([], {}), docker: engine, logger: pino({ level: 'silent' }), metrics: createExporterMetrics(registry), backoff: () => new Backoff(1, 5) });
+    inventories.push(inventory);
+    return inventory;
+  }
+
+  /** The recorded line of Podman's `action` event for container `id`, as Podman sent it. */
+  function podmanEvent(id: string, action: string): string {
+    const line = LINES.find((l) => l.includes(`"Action":"${action}"`) && l.includes(`"ID":"${id}"`));
+    if (!line) throw new Error(`no recorded ${action} event of ${id}`);
+    return line;
+  }
+
+  it('drops a container on Podman\'s "remove" (it sends no "destroy")', async () => {
+    const engine = new FakeEngine();
+    const healthy = load('inspect-healthy.json');
+    engine.containers.set(healthy.Id, healthy);
+    const inventory = rig(engine);
+    inventory.start();
+    await until(() => inventory.current);
+    expect(inventory.get(healthy.Id)?.name).toBe('prec-healthy');
+    engine.containers.delete(healthy.Id);
+    engine.sendRaw(`${podmanEvent(healthy.Id, 'remove')}\n`);
+    await until(() => inventory.get(healthy.Id) === undefined);
+  });
+
+  it('reads the result of a probe after Podman\'s "exec_died", whatever its health_status event said', async () => {
+    const engine = new FakeEngine();
+    const starting = load('inspect-starting.json');
+    engine.containers.set(starting.Id, starting);
+    const inventory = rig(engine);
+    inventory.start();
+    await until(() => inventory.current);
+    expect(inventory.get(starting.Id)?.health).toBe('starting');
+    // The probe failed once more: only exec_died tells, Podman sends no health_status for no change.
+    const failing = structuredClone(starting);
+    // (The recorded exec_died is the one of prec-renamed's `docker exec`: the same line for this id.)
+    failing.State.Health = { Status: 'starting', FailingStreak: 2, Log: [] };
+    engine.containers.set(starting.Id, failing);
+    engine.sendRaw(`${podmanEvent(load('inspect-renamed.json').Id, 'exec_died').replaceAll(load('inspect-renamed.json').Id, starting.Id)}\n`);
+    await until(() => inventory.get(starting.Id)?.failingStreak === 2);
   });
 });
