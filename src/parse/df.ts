@@ -160,11 +160,16 @@ function classicImages(images: Json[], layersSize: number): KindUsage {
     if (containers !== 0 && size !== -1 && shared !== -1) used += size - shared;
   }
   // Podman (4.3 at least) sends LayersSize 0 whatever it stores, which no Docker engine can (its
-  // layers hold at least every image's own): there the images' sizes are summed, as `podman system
-  // df` does, and RECLAIMABLE is never below zero (the CLI prints a negative figure there).
-  const sum = images.reduce((acc, image) => acc + Math.max(0, n(image.Size)), 0);
-  const size = layersSize === 0 && sum > 0 ? sum : layersSize;
-  return { total: images.length, active, size, reclaimable: Math.max(0, size - used) };
+  // layers hold at least every image's own; the CLI prints SIZE 0B and a negative RECLAIMABLE).
+  // There both figures are taken as `podman system df` computes them: the images' sizes summed,
+  // and reclaimable what the images without containers add up to.
+  const sizes = images.map((image) => Math.max(0, n(image.Size)));
+  const sum = sizes.reduce((a, b) => a + b, 0);
+  if (layersSize === 0 && sum > 0) {
+    const unused = images.reduce((acc, image, i) => acc + (n(image.Containers) === 0 ? sizes[i]! : 0), 0);
+    return { total: images.length, active, size: sum, reclaimable: unused };
+  }
+  return { total: images.length, active, size: layersSize, reclaimable: layersSize - used };
 }
 
 function classicContainers(containers: Json[]): KindUsage {

@@ -83,6 +83,10 @@ describe('Podman 4.3 payloads: what the exporter reads from them', () => {
     const cli = fs.readFileSync(path.join(DIR, 'df.cli.ndjson'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
     expect(cli[0]).toMatchObject({ Type: 'Images', Size: '0B', Reclaimable: '-2.132e+06B' });
     for (const kind of Object.values(df.kinds)) expect(kind!.reclaimable).toBeGreaterThanOrEqual(0);
+    // As `podman system df` counts: reclaimable is the size of the images no container uses.
+    const unused = structuredClone(raw);
+    unused.Images[0].Containers = 0;
+    expect(parseDiskUsage(unused).kinds.images).toEqual({ total: 1, active: 0, size: sizes, reclaimable: sizes });
     expect(df.kinds.containers).toMatchObject({ total: 10, active: 7 });
     // Podman's df names no volume driver.
     expect(df.volumes).toEqual([{ name: 'prec-data', driver: '', size: 3, refCount: 1 }]);
