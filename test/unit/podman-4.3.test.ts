@@ -4,13 +4,18 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Backoff } from '../../src/backoff.js';
+import type { CollectorDeps } from '../../src/collectors/collector.js';
+import { engineCollector } from '../../src/collectors/engine.js';
 import { createExporterMetrics } from '../../src/exporter-metrics.js';
+import { renderRegistry } from '../../src/exposition.js';
 import { Inventory } from '../../src/inventory/inventory.js';
+import { LoopHealth } from '../../src/loop-health.js';
 import { parseContainerInspect, parseContainerList } from '../../src/parse/container.js';
 import { parseDiskUsage } from '../../src/parse/df.js';
 import { baseAction, dockerAction, parseEvent } from '../../src/parse/event.js';
 import { parseStats } from '../../src/parse/stats.js';
 import { buildConfig } from '../helpers/config.js';
+import { findAll, parseMetrics, value } from '../helpers/prom.js';
 import { FakeEngine, until } from './fake-docker.js';
 
 // Payloads recorded from Podman 4.3.1's Docker-compatible API (see test/fixtures/podman-4.3/README.md).
@@ -154,5 +159,23 @@ describe('the inventory on Podman 4.3 events', () => {
     engine.containers.set(starting.Id, failing);
     engine.sendRaw(`${podmanEvent(load('inspect-renamed.json').Id, 'exec_died').replaceAll(load('inspect-renamed.json').Id, starting.Id)}\n`);
     await until(() => inventory.get(starting.Id)?.failingStreak === 2);
+  });
+});
+
+describe('the engine collector on Podman 4.3\'s /info', () => {
+  it('exports Podman\'s version, drivers and capacity as docker_engine_*', async () => {
+    const registry = new Registry();
+    const engine = new FakeEngine();
+    engine.on('ping', () => 'OK').on('info', () => load('info.json'));
+    const deps: CollectorDeps = { registry, docker: engine, config: buildConfig([], {}), health: new LoopHealth(), metrics: createExporterMetrics(registry), logger: pino({ level: 'silent' }), inventory: undefined as never };
+    await engineCollector.create(deps).update();
+    const s = parseMetrics((await renderRegistry(registry, 'text')).toString());
+    // The API version is the negotiated one (1.41, as Podman's /version says), not Podman's own 4.3.1.
+    expect(load('version.json')).toMatchObject({ Version: '4.3.1', ApiVersion: '1.41' });
+    expect(findAll(s, 'docker_engine_info').map((x) => x.labels)).toEqual([
+      { version: '4.3.1', api_version: '1.41', os: 'debian', os_type: 'linux', architecture: 'amd64', kernel_version: load('info.json').KernelVersion, storage_driver: 'overlay', logging_driver: '', cgroup_driver: 'cgroupfs', cgroup_version: '1' },
+    ]);
+    expect(value(s, 'docker_engine_cpus')).toBe(2);
+    expect(value(s, 'docker_engine_memory_bytes')).toBe(load('info.json').MemTotal);
   });
 });
