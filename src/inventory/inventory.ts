@@ -55,7 +55,7 @@ export const inventoryOptions: ModuleOptions<'container'> = {
   flags: [
     {
       flags: '--container.label-allowlist <keys>',
-      description: 'comma-separated Docker label keys exported as container_label_<key> on every per-container series; an entry with * or ? is a glob (org.label-schema.*) matching the keys of any container held, each key matched one more label on every series (see --container.label-glob-max)',
+      description: 'comma-separated Docker label keys exported as container_label_<key> on every per-container series; an entry with * or ? is a glob (org.label-schema.*) that adds every matching key the containers carry, up to --container.label-glob-max',
       defaultValue: DEFAULT_LABEL_ALLOWLIST.join(','),
     },
     { flags: '--container.label-glob-max <n>', description: 'most label keys the glob entries of --container.label-allowlist may add, all together; further keys are left out, logged and counted in docker_exporter_container_label_keys_dropped', defaultValue: '16' },
