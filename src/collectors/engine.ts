@@ -42,7 +42,10 @@ export const engineCollector: CollectorModule = {
     const memory = new Gauge({ name: 'docker_engine_memory_bytes', help: 'Memory the engine sees (MemTotal), in bytes.', registers });
     const containers = new Gauge({ name: 'docker_engine_containers', help: 'Containers by state, as the engine counts them (GET /info, at most 30 s old).', labelNames: ['state'], registers });
     const images = new Gauge({ name: 'docker_engine_images', help: 'Images the engine holds (GET /info, at most 30 s old).', registers });
-    const scalars = [cpus, memory, images];
+    // cAdvisor's names for the same two facts, so its dashboards' "% of the machine" panels work.
+    const machineCores = new Gauge({ name: 'machine_cpu_cores', help: 'Number of logical CPU cores (the engine\'s NCPU; cAdvisor\'s name).', registers });
+    const machineMemory = new Gauge({ name: 'machine_memory_bytes', help: 'Amount of memory installed on the machine, in bytes (the engine\'s MemTotal; cAdvisor\'s name).', registers });
+    const scalars = [cpus, memory, images, machineCores, machineMemory];
     up.set(0);
     // prom-client shows a label-less gauge as 0 until set; absent is the truth until the engine answers.
     for (const g of scalars) g.remove({});
@@ -98,6 +101,8 @@ export const engineCollector: CollectorModule = {
       );
       setIf(cpus, num(i.NCPU));
       setIf(memory, num(i.MemTotal));
+      setIf(machineCores, num(i.NCPU));
+      setIf(machineMemory, num(i.MemTotal));
       setIf(images, num(i.Images));
       containers.reset();
       for (const [state, field] of [['running', 'ContainersRunning'], ['paused', 'ContainersPaused'], ['stopped', 'ContainersStopped']] as const) {
