@@ -86,7 +86,12 @@ export class ImageRefs {
     const onImage = (e: { action: string }): void => {
       if (REFERENCE_ACTIONS.has(baseAction(e.action))) this.resolveAll();
     };
-    const onSynced = (): void => this.resolveAll();
+    // The first sync's references are resolved as they appear, after the stream was up; every
+    // later sync follows a reconnect, and image events of the gap may be lost.
+    let syncs = inv.current ? 1 : 0;
+    const onSynced = (): void => {
+      if (syncs++ > 0) this.resolveAll();
+    };
     inv.on('upsert', onUpsert).on('remove', onRemove).on('image', onImage).on('synced', onSynced);
     this.listeners.push(() => inv.off('upsert', onUpsert).off('remove', onRemove).off('image', onImage).off('synced', onSynced));
     for (const r of inv.list()) this.track(r);
