@@ -12,9 +12,12 @@ import type { ContainerRecord, Inventory } from './inventory.js';
 /**
  * The image actions after which a reference may name another image. Every other image action
  * (push, save, inspect) changes no name. `prune` is listed for engines that send it besides the
- * per-image `delete`s.
+ * per-image `delete`s, `remove` for Podman, whose compat API reports a removal so.
  */
-export const REFERENCE_ACTIONS = new Set(['pull', 'tag', 'untag', 'delete', 'load', 'import', 'prune']);
+export const REFERENCE_ACTIONS = new Set(['pull', 'tag', 'untag', 'delete', 'load', 'import', 'prune', 'remove']);
+
+/** An image id without its algorithm, so that `sha256:ab…` and `ab…` (an engine that leaves it out) compare equal. */
+const bareId = (id: string): string => id.replace(/^sha256:/, '');
 
 /** Image inspects in flight at once: a reference resolves in a few ms, and a burst must not crowd out the inventory's. */
 const RESOLVE_CONCURRENCY = 4;
@@ -33,7 +36,7 @@ export function parseImageId(payload: unknown): string {
 export function isPinned(ref: string, imageId: string): boolean {
   if (ref.includes('@')) return true;
   const hex = /^(?:sha256:)?([0-9a-f]{12,64})$/.exec(ref)?.[1];
-  return hex !== undefined && imageId.replace(/^sha256:/, '').startsWith(hex);
+  return hex !== undefined && bareId(imageId).startsWith(hex);
 }
 
 /**
@@ -116,7 +119,7 @@ export class ImageRefs {
     if (isPinned(r.image, r.imageId)) return 0;
     const id = this.resolved.get(r.image);
     if (id === undefined || id === null) return undefined;
-    return id === r.imageId ? 0 : 1;
+    return bareId(id) === bareId(r.imageId) ? 0 : 1;
   }
 
   /** Settles once every resolve queued so far has finished (for tests). */

@@ -315,6 +315,18 @@ describe('image references', () => {
     await until(() => r.outdated(1) === 1);
   });
 
+  it('compares ids with or without their sha256: prefix, and follows a Podman image removal', async () => {
+    const r = rig();
+    r.images.set('app:1', OLD.slice('sha256:'.length));
+    r.put(1, 'app:1', OLD);
+    r.refs.start();
+    r.inventory.start();
+    await until(() => r.outdated(1) === 0);
+    r.images.set('app:1', NEW.slice('sha256:'.length));
+    r.engine.send({ type: 'image', action: 'remove', id: OLD });
+    await until(() => r.outdated(1) === 1);
+  });
+
   it('resolves every reference again after the events stream reconnects (image events may have been missed)', async () => {
     const r = rig();
     r.images.set('app:1', OLD);
