@@ -6,7 +6,8 @@ import { isNotFound } from '../docker/errors.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
 import { DistinctFailures } from '../helpers.js';
 import { baseAction } from '../parse/event.js';
-import { obj, PayloadError, str, typeName } from '../parse/guards.js';
+import { PayloadError } from '../parse/guards.js';
+import { parseImageId } from '../parse/image.js';
 import type { ContainerRecord, Inventory } from './inventory.js';
 
 /**
@@ -21,13 +22,6 @@ const bareId = (id: string): string => id.replace(/^sha256:/, '');
 
 /** Image inspects in flight at once: a reference resolves in a few ms, and a burst must not crowd out the inventory's. */
 const RESOLVE_CONCURRENCY = 4;
-
-/** The image id in `GET /images/{name}/json`; PayloadError for anything else. */
-export function parseImageId(payload: unknown): string {
-  const id = str(obj(payload)?.Id);
-  if (!id) throw new PayloadError(`image inspect is ${typeName(payload)} without an Id`);
-  return id;
-}
 
 /**
  * Whether `ref` can only ever name the image the container runs: a reference pinned by digest
