@@ -236,6 +236,7 @@ const ROUTES: Array<[RegExp, string]> = [
   [/^\/containers\/json$/, '/containers/json'],
   [/^\/containers\/[^/]+\/json$/, '/containers/{id}/json'],
   [/^\/containers\/[^/]+\/stats$/, '/containers/{id}/stats'],
+  [/^\/images\/.+\/json$/, '/images/{name}/json'],
   [/^\/events$/, '/events'],
   [/^\/system\/df$/, '/system/df'],
 ];
@@ -544,6 +545,15 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
         const ref = decodeURIComponent(p.split('/')[2]!);
         const c = lookup(ref);
         return c ? send(res, 200, inspectOf(c) + '\n') : notFound(res, ref);
+      }
+      case '/images/{name}/json': {
+        // An image is known by the references its containers were created from, and is the one they run.
+        const ref = decodeURIComponent(p.slice('/images/'.length, -'/json'.length));
+        for (const c of containers.values()) {
+          const doc = JSON.parse(inspectOf(c)) as { Image: string; Config: { Image: string } };
+          if (doc.Config.Image === ref) return send(res, 200, JSON.stringify({ Id: doc.Image, RepoTags: [ref] }) + '\n');
+        }
+        return send(res, 404, JSON.stringify({ message: `No such image: ${ref}` }) + '\n');
       }
       case '/containers/{id}/stats': {
         const ref = decodeURIComponent(p.split('/')[2]!);

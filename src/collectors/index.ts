@@ -3,6 +3,7 @@ import { containersCollector } from './containers.js';
 import { dfCollector } from './df.js';
 import { engineCollector } from './engine.js';
 import { eventsCollector } from './events.js';
+import { logsCollector } from './logs.js';
 import { statsCollector } from './stats.js';
 
 /**
@@ -10,4 +11,4 @@ import { statsCollector } from './stats.js';
  * hands this list to config, which makes each one's `--collector.<name>` switch and its own flags
  * from it. Adding one: write `collectors/<name>.ts` and list it here.
  */
-export const COLLECTORS: readonly CollectorModule[] = [engineCollector, containersCollector, statsCollector, eventsCollector, dfCollector];
+export const COLLECTORS: readonly CollectorModule[] = [engineCollector, containersCollector, statsCollector, eventsCollector, dfCollector, logsCollector];

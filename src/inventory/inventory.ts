@@ -97,6 +97,8 @@ interface InventoryEvents {
   remove: [record: ContainerRecord];
   /** A full list + inspect finished (at start and after every reconnect of the events stream). */
   synced: [];
+  /** An image event (pull, tag, untag, …), passed on for inventory/image-refs.ts: one stream carries both. */
+  image: [event: EngineEvent];
 }
 
 /** The container events that can change what inspect says; exec_* and the like are ignored. */
@@ -191,7 +193,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.allowlist = this.exactKeys;
     if (this.globs.length > 0) for (const reason of ['limit', 'clash'] as const) deps.metrics.labelKeysDropped.set({ reason }, 0);
     this.stream = new EventStream(deps.docker, {
-      filters: { type: ['container'] },
+      // Image events ride along for the image reference tracker rather than open a second stream.
+      filters: { type: ['container', 'image'] },
       source: 'inventory_events',
       metrics: deps.metrics,
       logger: deps.logger.child({ component: 'inventory' }),
@@ -350,6 +353,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   }
 
   private onEvent(event: EngineEvent): void {
+    if (!this.stopped && event.type === 'image') safeEmit(this, this.deps.logger, 'inventory', 'image', event);
     if (this.stopped || event.type !== 'container' || !/^[0-9a-f]{64}$/.test(event.actorId)) return;
     const action = baseAction(event.action);
     const id = event.actorId;

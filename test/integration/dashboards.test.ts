@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { TestContainers, waitFor } from '../helpers/docker.js';
+import { docker, TestContainers, waitFor } from '../helpers/docker.js';
 import { startExporter, type RunningExporter } from '../helpers/exporter.js';
 import { REPO_ROOT, requireTool } from '../helpers/tools.js';
 
@@ -105,6 +105,7 @@ const names = {
   crash: `dex-dash-crash-${suffix}`,
   exited: `dex-dash-exited-${suffix}`,
   oom: `dex-dash-oom-${suffix}`,
+  stopped: `dex-dash-stopped-${suffix}`,
 };
 
 describe('dashboards and rules on a real Prometheus', () => {
@@ -130,7 +131,8 @@ describe('dashboards and rules on a real Prometheus', () => {
     // The exporter and Prometheus first, so that they see the containers start (events, running
     // state before the exits). Stats every second and df every 5 s: a few seconds give rates and
     // disk usage.
-    exporter = await startExporter(['--stats.interval', '1s', '--df.interval', '5s']);
+    // The logs collector (off by default) feeds the overview's log file panel.
+    exporter = await startExporter(['--stats.interval', '1s', '--df.interval', '5s', '--collector.logs']);
     instance = `127.0.0.1:${exporter.port}`;
 
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dex-prometheus-'));
@@ -186,6 +188,10 @@ describe('dashboards and rules on a real Prometheus', () => {
       ['--name', names.oom, '--memory', '16m', '--memory-swap', '16m'],
       ['sh', '-c', 'sleep 8; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo "$x" | wc -c'],
     );
+
+    // Stopped by hand although its restart policy keeps it running: ContainerExpectedRunningDown.
+    await containers.run(['--name', names.stopped, '--restart', 'unless-stopped']);
+    await docker(['stop', '-t', '0', names.stopped]);
 
     startedAt = Date.now();
   });
@@ -321,6 +327,7 @@ describe('dashboards and rules on a real Prometheus', () => {
       ['ContainerOomKilled', names.oom],
       ['ContainerCpuThrottled', names.web],
       ['ContainerRestartingRepeatedly', names.crash],
+      ['ContainerExpectedRunningDown', names.stopped],
     ];
     for (const [alert, name] of expectations) {
       const expr = `(${exprOf(alert)}) and on (id, instance) docker_container_info{name="${name}"}`;

@@ -94,10 +94,12 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(await app.start()).port}`;
 
   // Everything the exporter asks at start: the list and each inspect, a one-shot stats sample of
-  // each running container (answered: a frame was made), df, and both events streams open.
+  // each running container (answered: a frame was made), df, the one image reference the
+  // containers share, and both events streams open.
   await until('the exporter\'s start-up requests, answered', (s) =>
     s.requests['/containers/json'] === 1 &&
     s.requests['/containers/{id}/json'] === containers &&
+    s.requests['/images/{name}/json'] === 1 &&
     s.requests['/containers/{id}/stats'] === running &&
     s.statsSamples === running &&
     s.requests['/system/df'] === 1 &&
