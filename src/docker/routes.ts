@@ -15,6 +15,9 @@ export const ROUTES = {
   stats: { template: '/containers/{id}/stats', json: true, source: 'stats' },
   events: { template: '/events', json: true, source: 'events' },
   df: { template: '/system/df', json: true, source: 'df' },
+  nodes: { template: '/nodes', json: true, source: 'nodes' },
+  services: { template: '/services', json: true, source: 'services' },
+  tasks: { template: '/tasks', json: true, source: 'tasks' },
 } as const;
 
 export type RouteName = keyof typeof ROUTES;

@@ -9,7 +9,7 @@ describe('buildConfig', () => {
     const c = buildConfig([], {});
     expect(c.web).toEqual({ listenHost: '', listenPort: 9764, telemetryPath: '/metrics', configFile: undefined });
     expect(c.docker).toMatchObject({ host: 'unix:///var/run/docker.sock', tlsVerify: false, timeoutMs: 10_000 });
-    expect(c.collectors).toEqual({ engine: true, containers: true, stats: true, events: true, df: true, logs: false });
+    expect(c.collectors).toEqual({ engine: true, containers: true, stats: true, events: true, df: true, logs: false, swarm: true });
     expect(c.container.labelAllowlist).toEqual([
       'com.docker.compose.project',
       'com.docker.compose.service',

@@ -128,7 +128,7 @@ describe('end to end: the whole /metrics against the fake engine', () => {
     expect(missed).toEqual([]);
     const s = parseMetrics(snapshot);
     expect(findAll(s, 'docker_exporter_collector_success').map((x) => [x.labels.collector, x.value]).sort()).toEqual(
-      [['containers', 1], ['df', 1], ['engine', 1], ['events', 1], ['stats', 1]],
+      [['containers', 1], ['df', 1], ['engine', 1], ['events', 1], ['stats', 1], ['swarm', 1]],
     );
     expect(findAll(s, 'container_last_seen')).toHaveLength(engine.status().running);
     expect(value(s, 'docker_exporter_df_last_success_timestamp_seconds')).toBe(NOW / 1000);
