@@ -185,6 +185,7 @@ describe('Prometheus rules', () => {
         'DockerEngineUnreachable',
         'DockerExporterCollectorFailing',
         'DockerExporterDown',
+        'SwarmServiceReplicasMissing',
       ].sort(),
     );
   });
