@@ -3,7 +3,7 @@ import { ConfigError, type ModuleOptions } from '../config.js';
 import { EngineStatus } from '../docker/errors.js';
 import type { RouteName } from '../docker/routes.js';
 import { withDeadline } from '../helpers.js';
-import { PayloadError } from '../parse/guards.js';
+import { obj, PayloadError } from '../parse/guards.js';
 import {
   isActiveManager, parseNodes, parseServices, parseSwarmMembership, parseTasks, serviceFigures,
   type ServiceFigures, type SwarmMembership, type SwarmNode,
@@ -61,9 +61,10 @@ function notManager(err: unknown): boolean {
 /**
  * Swarm services, tasks and nodes from a manager's `GET /services?status=true`, `/tasks` and
  * `/nodes`, asked on every scrape. Silent (no series, success) on an engine that is not an active
- * manager, which `/info`'s Swarm member says (at most 30 s old, the engine collector's own
- * answer where it has one, refreshed in the background). Only the leader exports the cluster's series, so that a Prometheus
- * scraping every manager counts each task once; every manager exports docker_swarm_leader.
+ * manager, which `/info`'s Swarm member says (at most 30 s old, the engine collector's own answer
+ * where it has one, refreshed in the background). Only the leader exports the cluster's series, so
+ * that a Prometheus scraping every manager counts each task once; every manager exports
+ * docker_swarm_leader.
  */
 export const swarmCollector: CollectorModule = {
   name: 'swarm',
@@ -101,7 +102,8 @@ export const swarmCollector: CollectorModule = {
         try {
           membership = parseSwarmMembership(payload);
         } catch (err) {
-          if (err instanceof PayloadError) metrics.parseErrors.inc({ source: 'info' });
+          // A payload that is no object at all the engine collector counts already, when it runs.
+          if (err instanceof PayloadError && (obj(payload) || !config.collectors.engine)) metrics.parseErrors.inc({ source: 'info' });
           throw err;
         }
         infoAt = performance.now();
@@ -115,7 +117,7 @@ export const swarmCollector: CollectorModule = {
     };
 
     /** A swarm route's payload parsed; a malformed one counted under its route's source. */
-    const fetch = async <T>(route: RouteName, parse: (p: unknown) => T, query?: Record<string, unknown>): Promise<T> => {
+    const ask = async <T>(route: RouteName, parse: (p: unknown) => T, query?: Record<string, unknown>): Promise<T> => {
       const payload = await docker.get(route, { query });
       try {
         return parse(payload);
@@ -153,11 +155,11 @@ export const swarmCollector: CollectorModule = {
         }
         const self = membership.nodeId;
         try {
-          const nodes = await fetch('nodes', parseNodes);
+          const nodes = await ask('nodes', parseNodes);
           const isLeader = nodes.some((n) => n.id === self && n.leader);
           let figures: ServiceFigures[] | undefined;
           if (isLeader || config.swarm.allManagers) {
-            const [services, taskList] = await Promise.all([fetch('services', parseServices, { status: true }), fetch('tasks', parseTasks)]);
+            const [services, taskList] = await Promise.all([ask('services', parseServices, { status: true }), ask('tasks', parseTasks)]);
             figures = serviceFigures(services, taskList, nodes);
           }
           render(nodes, figures);
