@@ -291,6 +291,8 @@ describe('on a one-node swarm', () => {
     it('once the engine leaves the swarm (a 503 from /nodes mid-run, then /info): no docker_swarm_ series, success 1, no warning', async (ctx) => {
       // Only a swarm this file made is this file's to leave.
       if (!createdSwarm) ctx.skip();
+      // The collector has read /info as a manager's, so the first scrape after the leave asks /nodes.
+      await waitFor('the exporter to see the swarm', async () => /^docker_swarm_leader 1$/m.test(await exporter!.scrape()), 30_000, 200);
       const before = exporter!.logs.length;
       await docker(['swarm', 'leave', '--force']);
       const text = await waitFor('the swarm series to go', async () => {

@@ -98,7 +98,7 @@ describe('an engine that refuses API versions below 1.44 (Docker 29)', () => {
       return Object.values(successes(s)).every((v) => v === 1) && findAll(s, 'container_last_seen').length === engine.status().running && value(s, 'machine_cpu_cores') !== undefined;
     });
     const s = await scrape();
-    expect(successes(s)).toEqual({ containers: 1, df: 1, engine: 1, events: 1, stats: 1 });
+    expect(successes(s)).toEqual({ containers: 1, df: 1, engine: 1, events: 1, stats: 1, swarm: 1 });
     expect(value(s, 'docker_up')).toBe(1);
     // api_version is the engine's own maximum, newer than the pinned one for a 1.53 engine.
     expect(findAll(s, 'docker_engine_info')[0]!.labels.api_version).toBe(engineMax);

@@ -125,6 +125,14 @@ describe('swarm collector', () => {
     expect(asked('nodes')).toHaveLength(0);
   });
 
+  it.each(['1.44', '1.47', '1.52'])('is silent on the API %s engine of test/fixtures/api-*/info.json (outside a swarm)', async (v) => {
+    const info = JSON.parse(fs.readFileSync(new URL(`../fixtures/api-${v}/info.json`, import.meta.url), 'utf8')) as unknown;
+    const { collector, lines, asked } = setup({ info });
+    await collector.update();
+    expect(await lines()).toBe('\n');
+    expect(asked('nodes')).toHaveLength(0);
+  });
+
   it('is silent on a worker, and on an engine whose /info has no Swarm member (Podman)', async () => {
     const worker = structuredClone(RECORDED.info) as { Swarm: Record<string, unknown> };
     worker.Swarm.ControlAvailable = false;
