@@ -13,7 +13,8 @@
  *   containers added or removed through the control endpoints (and, optionally, health-check
  *   exec events);
  * - `/v1.xx/` prefixes, `Api-Version` headers, 404 `{"message":"No such container: …"}`, and 400
- *   for a client version newer than the engine's.
+ *   for a client version newer than the engine's or older than its `MinAPIVersion` (Docker 29
+ *   refuses everything below 1.44 so), in moby's words (api/server/middleware/version.go).
  * The one synthetic part: the blkio entries of the "limited" kind, because this machine's engine
  * (cgroup v1 on a virtio disk) reports none, in the shape the v1 engine reports them.
  *
@@ -62,6 +63,8 @@ export interface FakeEngineStatus {
   eventStreams: number;
   /** Requests by route template, as the exporter's `endpoint` label names them. */
   requests: Record<string, number>;
+  /** Requests by the API version of their path (`1.52`), `unversioned` for a path without one. */
+  apiVersions: Record<string, number>;
   /** Stats frames produced (one per container per tick with subscribers, plus one per one-shot). */
   statsSamples: number;
 }
@@ -233,6 +236,7 @@ const ROUTES: Array<[RegExp, string]> = [
   [/^\/containers\/json$/, '/containers/json'],
   [/^\/containers\/[^/]+\/json$/, '/containers/{id}/json'],
   [/^\/containers\/[^/]+\/stats$/, '/containers/{id}/stats'],
+  [/^\/images\/.+\/json$/, '/images/{name}/json'],
   [/^\/events$/, '/events'],
   [/^\/system\/df$/, '/system/df'],
 ];
@@ -242,6 +246,8 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
   const fx = loadFixtures(opts.fixturesDir ?? DEFAULT_FIXTURES);
   const tickMs = opts.tickMs ?? 1000;
   const apiVersion = String(fx.version.ApiVersion);
+  const minApiVersion = typeof fx.version.MinAPIVersion === 'string' ? fx.version.MinAPIVersion : undefined;
+  const apiVersions: Record<string, number> = {};
   const baseHeaders: Record<string, string> = {
     'Api-Version': apiVersion,
     'Docker-Experimental': String(fx.ping.headers['docker-experimental'] ?? 'false'),
@@ -540,6 +546,15 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
         const c = lookup(ref);
         return c ? send(res, 200, inspectOf(c) + '\n') : notFound(res, ref);
       }
+      case '/images/{name}/json': {
+        // An image is known by the references its containers were created from, and is the one they run.
+        const ref = decodeURIComponent(p.slice('/images/'.length, -'/json'.length));
+        for (const c of containers.values()) {
+          const doc = JSON.parse(inspectOf(c)) as { Image: string; Config: { Image: string } };
+          if (doc.Config.Image === ref) return send(res, 200, JSON.stringify({ Id: doc.Image, RepoTags: [ref] }) + '\n');
+        }
+        return send(res, 404, JSON.stringify({ message: `No such image: ${ref}` }) + '\n');
+      }
       case '/containers/{id}/stats': {
         const ref = decodeURIComponent(p.split('/')[2]!);
         const c = lookup(ref);
@@ -646,7 +661,7 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
       statsStreams += c.streams.size;
       if (c.running) running++;
     }
-    return { containers: containers.size, running, statsStreams, eventStreams: eventStreams.size, requests: { ...requests }, statsSamples };
+    return { containers: containers.size, running, statsStreams, eventStreams: eventStreams.size, requests: { ...requests }, apiVersions: { ...apiVersions }, statsSamples };
   }
 
   const server = http.createServer((req, res) => {
@@ -654,11 +669,16 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
     let p = url.pathname;
     if (p.startsWith('/_fake/')) return handleControl(p, url.searchParams, req, res);
     const versioned = /^\/v(\d+\.\d+)(\/.*)$/.exec(p);
+    apiVersions[versioned?.[1] ?? 'unversioned'] = (apiVersions[versioned?.[1] ?? 'unversioned'] ?? 0) + 1;
     if (versioned) {
       const [a1, a2] = versioned[1]!.split('.').map(Number) as [number, number];
       const [b1, b2] = apiVersion.split('.').map(Number) as [number, number];
       if (a1 > b1 || (a1 === b1 && a2 > b2)) {
         return badRequest(res, `client version ${versioned[1]} is too new. Maximum supported API version is ${apiVersion}`);
+      }
+      const [m1, m2] = (minApiVersion ?? '0.0').split('.').map(Number) as [number, number];
+      if (a1 < m1 || (a1 === m1 && a2 < m2)) {
+        return badRequest(res, `client version ${versioned[1]} is too old. Minimum supported API version is ${minApiVersion}, please upgrade your client to a newer version`);
       }
       p = versioned[2]!;
     }

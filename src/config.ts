@@ -38,6 +38,8 @@ export interface Config {
   };
   /** Where the host's pseudo-filesystems are, as node_exporter takes them (another root in a container). */
   path: {
+    /** The host's root filesystem: host paths the engine names (a container's LogPath) are read under it. */
+    rootfs: string;
     /** The host's /proc: each container's cgroup and network counters are read under it. */
     procfs: string;
     /** The host's /sys: its cgroup filesystem is `<sysfs>/fs/cgroup`. */
@@ -174,7 +176,7 @@ function program(modules: readonly ConfigModule[]): Command {
     .addOption(flag('--docker.cert-path <dir>', 'folder holding ca.pem, cert.pem and key.pem (default $DOCKER_CERT_PATH, else ~/.docker)'))
     .addOption(flag('--docker.timeout <duration>', 'deadline of every engine request, from connecting to the last byte of its reply; for a stream, until its headers', '10s'))
     .addOption(flag('--docker.max-response-size <size>', 'largest reply to a non-stream engine request (e.g. 64MiB); a larger one fails that request and is not kept', DEFAULT_MAX_RESPONSE_SIZE))
-    .addOption(flag('--path.rootfs <dir>', 'the host\'s root filesystem as the exporter sees it (e.g. /host in a container); the defaults of --path.procfs and --path.sysfs are under it', '/'))
+    .addOption(flag('--path.rootfs <dir>', 'the host\'s root filesystem as the exporter sees it (e.g. /host in a container); the defaults of --path.procfs and --path.sysfs are under it, and so are the log files the logs collector reads', '/'))
     .addOption(flag('--path.procfs <dir>', 'the host\'s /proc (default <rootfs>/proc)'))
     .addOption(flag('--path.sysfs <dir>', 'the host\'s /sys, whose fs/cgroup holds the containers\' cgroups (default <rootfs>/sys)'));
   for (const { name, help, defaultEnabled } of modules) {
@@ -373,6 +375,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv, modules: rea
   };
   const rootfs = absoluteDir('path.rootfs', str('path.rootfs') ?? '/');
   const paths: Config['path'] = {
+    rootfs,
     procfs: absoluteDir('path.procfs', str('path.procfs') ?? path.join(rootfs, 'proc')),
     sysfs: absoluteDir('path.sysfs', str('path.sysfs') ?? path.join(rootfs, 'sys')),
   };

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 /**
  * The exporter's own counters that more than one module increments. Each collector's own metrics
@@ -11,6 +11,8 @@ export interface ExporterMetrics {
   /** Records from the engine that could not be used (malformed JSON, wrong shape, oversized line). */
   parseErrors: Counter<'source'>;
   eventsReconnects: Counter;
+  /** Label keys a glob of --container.label-allowlist matched but that are not exported (the inventory's). */
+  labelKeysDropped: Gauge<'reason'>;
 }
 
 export function createExporterMetrics(registry: Registry): ExporterMetrics {
@@ -37,6 +39,12 @@ export function createExporterMetrics(registry: Registry): ExporterMetrics {
     eventsReconnects: new Counter({
       name: 'docker_exporter_events_reconnects_total',
       help: 'Times an events stream from the Docker Engine was re-established after it dropped.',
+      registers,
+    }),
+    labelKeysDropped: new Gauge({
+      name: 'docker_exporter_container_label_keys_dropped',
+      help: 'Label keys matched by a glob of --container.label-allowlist but not exported: reason "limit" (past --container.label-glob-max) or "clash" (the label name is another key\'s).',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { SeriesMetric } from '../exposition.js';
+import { ImageRefs } from '../inventory/image-refs.js';
 import { inventoryOptions, type ContainerRecord } from '../inventory/inventory.js';
 import { CONTAINER_STATES, HEALTH_STATUSES } from '../parse/container.js';
 import type { CollectorModule } from './collector.js';
@@ -20,8 +21,10 @@ export class ContainerMetrics {
   /** The metrics whose series carry only the container's labels. */
   private readonly plain: SeriesMetric[] = [];
   /** What each container's series were last made from. */
-  private readonly rendered = new Map<string, { record: ContainerRecord; oomEvents: number }>();
+  private readonly rendered = new Map<string, { record: ContainerRecord; oomEvents: number; outdated: number | undefined }>();
   private readonly info: SeriesMetric;
+  private readonly imageOutdated: SeriesMetric;
+  private readonly gpuInfo: SeriesMetric;
   private readonly state: SeriesMetric;
   private readonly healthStatus: SeriesMetric;
   private readonly failingStreak: SeriesMetric;
@@ -44,9 +47,14 @@ export class ContainerMetrics {
    * The label objects with an extra label, made once per record: the exposition reuses a label
    * set's text for as long as it is handed the same object (a record lives until it changes).
    */
-  private readonly derived = new WeakMap<ContainerRecord, { info: Labels; states: Labels[]; statuses: Labels[] }>();
+  private readonly derived = new WeakMap<ContainerRecord, { info: Labels; states: Labels[]; statuses: Labels[]; gpus: Labels[] }>();
 
-  constructor(registry: Registry, labelNames: readonly string[]) {
+  /** `outdated` tells whether a container's image reference now names another image (ImageRefs); without it, no such series. */
+  constructor(
+    registry: Registry,
+    labelNames: readonly string[],
+    private readonly outdated: (r: ContainerRecord) => 0 | 1 | undefined = () => undefined,
+  ) {
     const gauge = (name: string, help: string, extra: string[] = []): SeriesMetric => {
       const g = new SeriesMetric({ name, help, type: 'gauge', labelNames: [...labelNames, ...extra], registers: [registry] });
       if (extra.length === 0) this.plain.push(g);
@@ -57,7 +65,9 @@ export class ContainerMetrics {
       this.plain.push(c);
       return c;
     };
-    this.info = gauge('docker_container_info', 'Container facts; always 1.', ['image_id']);
+    this.info = gauge('docker_container_info', 'Container facts; always 1.', ['image_id', 'restart_policy', 'ports']);
+    this.imageOutdated = gauge('docker_container_image_outdated', 'Whether the image reference the container was created from (Config.Image) now names another local image than the one it runs: 1 = recreate it to run the new one.');
+    this.gpuInfo = gauge('docker_container_gpu_info', 'A GPU the container asked for (--gpus, DeviceRequests, NVIDIA_VISIBLE_DEVICES under the NVIDIA runtime), by index, UUID or "all"; always 1.', ['device']);
     this.state = gauge('docker_container_state', 'Whether the container is in this state (State.Status): 1 on the current one, 0 on the others.', ['state']);
     this.healthStatus = gauge('docker_container_health_status', 'Whether the container\'s health check is in this status (none when it has no check): 1 on the current one, 0 on the others.', ['status']);
     this.failingStreak = gauge('docker_container_health_failing_streak', 'Consecutive failed health probes (State.Health.FailingStreak).');
@@ -88,11 +98,12 @@ export class ContainerMetrics {
     for (const r of records) {
       seen.add(r.id);
       const prev = this.rendered.get(r.id);
-      // oom events are counted on the record in place.
-      if (prev && prev.record === r && prev.oomEvents === r.oomEvents) continue;
+      // oom events are counted on the record in place; what its image reference names changes apart from it.
+      const outdated = this.outdated(r);
+      if (prev && prev.record === r && prev.oomEvents === r.oomEvents && prev.outdated === outdated) continue;
       if (prev) this.removeOne(prev.record);
-      this.renderOne(r);
-      this.rendered.set(r.id, { record: r, oomEvents: r.oomEvents });
+      this.renderOne(r, outdated);
+      this.rendered.set(r.id, { record: r, oomEvents: r.oomEvents, outdated });
     }
     for (const [id, prev] of this.rendered) {
       if (seen.has(id)) continue;
@@ -101,14 +112,15 @@ export class ContainerMetrics {
     }
   }
 
-  private labelsOf(r: ContainerRecord): { info: Labels; states: Labels[]; statuses: Labels[] } {
+  private labelsOf(r: ContainerRecord): { info: Labels; states: Labels[]; statuses: Labels[]; gpus: Labels[] } {
     let d = this.derived.get(r);
     if (!d) {
       const l = r.promLabels;
       d = {
-        info: Object.freeze({ ...l, image_id: r.imageId }),
+        info: Object.freeze({ ...l, image_id: r.imageId, restart_policy: r.restartPolicy, ports: r.ports }),
         states: CONTAINER_STATES.map((state) => Object.freeze({ ...l, state })),
         statuses: HEALTH_STATUSES.map((status) => Object.freeze({ ...l, status })),
+        gpus: r.gpus.map((device) => Object.freeze({ ...l, device })),
       };
       this.derived.set(r, d);
     }
@@ -120,13 +132,16 @@ export class ContainerMetrics {
     this.info.remove(d.info);
     for (const labels of d.states) this.state.remove(labels);
     for (const labels of d.statuses) this.healthStatus.remove(labels);
+    for (const labels of d.gpus) this.gpuInfo.remove(labels);
     for (const m of this.plain) m.remove(r.promLabels);
   }
 
-  private renderOne(r: ContainerRecord): void {
+  private renderOne(r: ContainerRecord, outdated: number | undefined): void {
     const l: Labels = r.promLabels;
     const d = this.labelsOf(r);
     this.info.set(d.info, 1);
+    setIfDefined(this.imageOutdated, l, outdated);
+    for (const labels of d.gpus) this.gpuInfo.set(labels, 1);
     CONTAINER_STATES.forEach((state, i) => this.state.set(d.states[i]!, state === r.state ? 1 : 0));
     HEALTH_STATUSES.forEach((status, i) => this.healthStatus.set(d.statuses[i]!, status === r.health ? 1 : 0));
     this.healthState.set(l, HEALTH_STATE[r.health]);
@@ -163,9 +178,12 @@ export const containersCollector: CollectorModule = {
   // not it runs, and shape the series of every collector that reads the inventory.
   options: inventoryOptions,
   needsInventory: true,
-  create({ registry, inventory }) {
-    const metrics = new ContainerMetrics(registry, inventory.labelNames);
+  create({ registry, inventory, docker, logger, metrics: exporterMetrics }) {
+    const refs = new ImageRefs({ docker, inventory, logger: logger.child({ component: 'image-refs' }), metrics: exporterMetrics });
+    const metrics = new ContainerMetrics(registry, inventory.labelNames, (r) => refs.outdated(r));
     return {
+      start: () => refs.start(),
+      stop: () => refs.stop(),
       update() {
         metrics.render(inventory.list());
         if (!inventory.current) throw new Error(inventory.lastError ?? 'container inventory is not current');

@@ -70,6 +70,7 @@ class DfCollector implements Collector {
   private readonly reclaimable: Gauge<'kind'>;
   private readonly rwSize: SeriesMetric;
   private readonly rootFsSize: SeriesMetric;
+  private readonly fsUsage: SeriesMetric;
   private readonly volumeSize: Gauge<'volume' | 'driver'>;
   private readonly volumeRefCount: Gauge<'volume' | 'driver'>;
   private readonly lastSuccess: Gauge;
@@ -94,6 +95,8 @@ class DfCollector implements Collector {
     const labelNames = deps.inventory.labelNames;
     this.rwSize = new SeriesMetric({ type: 'gauge', name: 'docker_container_rw_size_bytes', help: 'Size of the container\'s writable layer (SizeRw), in bytes, from the last disk usage run.', labelNames, registers });
     this.rootFsSize = new SeriesMetric({ type: 'gauge', name: 'docker_container_rootfs_size_bytes', help: 'Size of the container\'s whole root filesystem, image included (SizeRootFs), in bytes, from the last disk usage run.', labelNames, registers });
+    // cAdvisor's per-container filesystem figure; here the writable layer, the part the container itself wrote.
+    this.fsUsage = new SeriesMetric({ type: 'gauge', name: 'container_fs_usage_bytes', help: 'Number of bytes consumed by the container on its filesystem: the writable layer (SizeRw), from the last disk usage run.', labelNames, registers });
     this.volumeSize = new Gauge({ name: 'docker_volume_size_bytes', help: 'Disk space used by the volume, in bytes, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
     this.volumeRefCount = new Gauge({ name: 'docker_volume_refcount', help: 'Containers referencing the volume, from the last disk usage run.', labelNames: ['volume', 'driver'], registers });
     this.lastSuccess = new Gauge({ name: 'docker_exporter_df_last_success_timestamp_seconds', help: 'Unix time the last successful disk usage run finished; absent until one has.', registers });
@@ -182,7 +185,7 @@ class DfCollector implements Collector {
     const gauges = [this.objects, this.activeObjects, this.bytes, this.reclaimable, this.volumeSize, this.volumeRefCount];
     for (const g of gauges) g.reset();
     // The per-container ones are set anew, keeping the lines that did not change.
-    const perContainer = [this.rwSize, this.rootFsSize];
+    const perContainer = [this.rwSize, this.rootFsSize, this.fsUsage];
     for (const g of perContainer) g.beginRefill();
     try {
       this.renderUsage();
@@ -206,6 +209,7 @@ class DfCollector implements Collector {
       const labels = this.deps.inventory.get(id)?.promLabels;
       if (!labels) continue;
       setIfDefined(this.rwSize, labels, sizes.sizeRw);
+      setIfDefined(this.fsUsage, labels, sizes.sizeRw);
       setIfDefined(this.rootFsSize, labels, sizes.sizeRootFs);
     }
     for (const v of usage.volumes) {

@@ -1,4 +1,5 @@
 import { Gauge } from 'prom-client';
+import type { EngineApi } from '../docker/client.js';
 import { withDeadline } from '../helpers.js';
 import { num, obj, PayloadError, str, typeName } from '../parse/guards.js';
 import type { CollectorModule } from './collector.js';
@@ -22,6 +23,32 @@ export const INFO_MAX_AGE_MS = 30_000;
  */
 export const PING_TIMEOUT_MS = 1000;
 
+/** Per engine client: the last `GET /info` answer and when it came, and the one in flight. */
+const infoAnswers = new WeakMap<EngineApi, { payload?: unknown; at: number; pending?: Promise<unknown> }>();
+
+/**
+ * `GET /info`, shared by the collectors that read it (this one, swarm): the answer in flight if
+ * there is one, else the last one if it is at most `maxAgeMs` old, else a new request. The engine
+ * collector asks with 0 (it keeps its own facts and judges their age), so a payload it refused is
+ * never handed back to it; the swarm collector then reads the same answer instead of asking again.
+ */
+export function sharedInfo(docker: EngineApi, maxAgeMs: number): Promise<unknown> {
+  let entry = infoAnswers.get(docker);
+  if (!entry) infoAnswers.set(docker, (entry = { at: -Infinity }));
+  if (entry.pending) return entry.pending;
+  if (performance.now() - entry.at <= maxAgeMs) return Promise.resolve(entry.payload);
+  const e = entry;
+  const pending = docker.get('info').then((payload) => {
+    e.payload = payload;
+    e.at = performance.now();
+    return payload;
+  });
+  e.pending = pending;
+  const done = (): void => void (e.pending === pending && (e.pending = undefined));
+  pending.then(done, done);
+  return pending;
+}
+
 /** How long the first scrape waits for the first engine facts; later scrapes never wait for them. */
 const FIRST_INFO_WAIT_MS = 1000;
 
@@ -42,7 +69,10 @@ export const engineCollector: CollectorModule = {
     const memory = new Gauge({ name: 'docker_engine_memory_bytes', help: 'Memory the engine sees (MemTotal), in bytes.', registers });
     const containers = new Gauge({ name: 'docker_engine_containers', help: 'Containers by state, as the engine counts them (GET /info, at most 30 s old).', labelNames: ['state'], registers });
     const images = new Gauge({ name: 'docker_engine_images', help: 'Images the engine holds (GET /info, at most 30 s old).', registers });
-    const scalars = [cpus, memory, images];
+    // cAdvisor's names for the same two facts, so its dashboards' "% of the machine" panels work.
+    const machineCores = new Gauge({ name: 'machine_cpu_cores', help: 'Number of logical CPU cores (the engine\'s NCPU; cAdvisor\'s name).', registers });
+    const machineMemory = new Gauge({ name: 'machine_memory_bytes', help: 'Amount of memory installed on the machine, in bytes (the engine\'s MemTotal; cAdvisor\'s name).', registers });
+    const scalars = [cpus, memory, images, machineCores, machineMemory];
     up.set(0);
     // prom-client shows a label-less gauge as 0 until set; absent is the truth until the engine answers.
     for (const g of scalars) g.remove({});
@@ -61,7 +91,7 @@ export const engineCollector: CollectorModule = {
     const refresh = async (): Promise<void> => {
       const pass = health.begin('engine-info', 2 * config.docker.timeoutMs);
       try {
-        apply(await docker.get('info'));
+        apply(await sharedInfo(docker, 0));
         infoAt = performance.now();
         infoError = undefined;
       } catch (err) {
@@ -98,6 +128,8 @@ export const engineCollector: CollectorModule = {
       );
       setIf(cpus, num(i.NCPU));
       setIf(memory, num(i.MemTotal));
+      setIf(machineCores, num(i.NCPU));
+      setIf(machineMemory, num(i.MemTotal));
       setIf(images, num(i.Images));
       containers.reset();
       for (const [state, field] of [['running', 'ContainersRunning'], ['paused', 'ContainersPaused'], ['stopped', 'ContainersStopped']] as const) {

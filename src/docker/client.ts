@@ -117,9 +117,19 @@ export class DockerClient implements EngineApi {
         this.hasClientCert = Boolean((options as { cert?: unknown }).cert);
         const bare = new Docker(options).modem as Modem;
         const answer = await this.exchange(bare, 'version', false, {}, this.config.timeoutMs);
-        const v = this.decode('version', answer.body!) as { ApiVersion?: unknown } | null;
+        const v = this.decode('version', answer.body!) as { ApiVersion?: unknown; MinAPIVersion?: unknown } | null;
         const engineMax = typeof v?.ApiVersion === 'string' ? v.ApiVersion : OLDEST_SUPPORTED_API;
         const pinned = negotiateApiVersion(engineMax);
+        const engineMin = typeof v?.MinAPIVersion === 'string' ? v.MinAPIVersion : undefined;
+        if (engineMin !== undefined && compareApiVersions(pinned, engineMin) < 0) {
+          // An engine newer than this exporter that refuses every version it knows (as Docker 29
+          // refuses those below 1.44): nothing can be asked. Said once (noteDown), then asked again
+          // at the next request, in case the engine is replaced or given DOCKER_MIN_API_VERSION.
+          const why = `the engine accepts API ${engineMin} to ${engineMax}, and the newest this exporter knows is ${NEWEST_KNOWN_API}: upgrade docker-exporter (or lower the engine's minimum with DOCKER_MIN_API_VERSION)`;
+          this.noteDown(why);
+          throw new EngineUnreachable(ROUTES.version.template, why, 'API_VERSION_UNSUPPORTED');
+        }
+        this.noteUp();
         if (compareApiVersions(pinned, OLDEST_SUPPORTED_API) < 0) {
           this.logger.warn({ engineApi: engineMax }, `engine API ${engineMax} is older than ${OLDEST_SUPPORTED_API}; some metrics may be missing`);
         }
@@ -159,6 +169,8 @@ export class DockerClient implements EngineApi {
       // The connection may be what failed: the next request negotiates again (the engine may
       // have been upgraded meanwhile). An answer that was whole but unusable says nothing of it.
       if (!(err instanceof EngineStatus) && !(err instanceof EngineReplyError && err.kind !== 'truncated')) this.reset();
+      // An engine replaced behind the same connection (a proxy's) may refuse the pinned version.
+      else if (err instanceof EngineStatus && err.statusCode === 400 && /client version \S+ is too (old|new)/.test(err.message)) this.reset();
       throw err;
     }
   }
@@ -172,7 +184,8 @@ export class DockerClient implements EngineApi {
     try {
       const answer = await send({ modem, route, path: routePath(name, opts.id), query: opts.query, stream: isStream, signal: opts.signal, timeoutMs, leftMs, maxBytes: this.config.maxResponseBytes });
       this.logger.debug({ method: 'GET', route, status: answer.status, ms: ms() }, 'engine request');
-      this.noteUp();
+      // The negotiation's answer says whether the engine can be used; it notes that itself.
+      if (name !== 'version') this.noteUp();
       return answer;
     } catch (err) {
       if (opts.signal?.aborted) {

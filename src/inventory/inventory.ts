@@ -24,7 +24,10 @@ export const DEFAULT_LABEL_ALLOWLIST = [
 
 /** The `container` section of Config: which containers are held, and which of their labels every series carries. */
 export interface ContainerConfig {
+  /** Allowlist entries as given: exact label keys, or glob patterns (`*`, `?`) such as `org.label-schema.*`. */
   labelAllowlist: string[];
+  /** Most label keys the glob entries may add, all together; keys matched beyond it are left out, counted and logged. */
+  labelGlobMax: number;
   include?: RegExp;
   exclude?: RegExp;
 }
@@ -35,11 +38,27 @@ declare module '../config.js' {
   }
 }
 
+/** Whether an allowlist entry is a glob pattern rather than an exact label key. */
+export function isLabelGlob(entry: string): boolean {
+  return /[*?]/.test(entry);
+}
+
+/** A glob entry as a RegExp over whole label keys: `*` any run of characters (dots included), `?` one. */
+export function labelGlob(entry: string): RegExp {
+  const body = entry.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`, 's');
+}
+
 /** `--container.*`, the inventory's flags (registered by the containers collector module). */
 export const inventoryOptions: ModuleOptions<'container'> = {
   section: 'container',
   flags: [
-    { flags: '--container.label-allowlist <keys>', description: 'comma-separated Docker label keys exported as container_label_<key>', defaultValue: DEFAULT_LABEL_ALLOWLIST.join(',') },
+    {
+      flags: '--container.label-allowlist <keys>',
+      description: 'comma-separated Docker label keys exported as container_label_<key> on every per-container series; an entry with * or ? is a glob (org.label-schema.*) that adds every matching key the containers carry, up to --container.label-glob-max',
+      defaultValue: DEFAULT_LABEL_ALLOWLIST.join(','),
+    },
+    { flags: '--container.label-glob-max <n>', description: 'most label keys the glob entries of --container.label-allowlist may add, all together; further keys are left out, logged and counted in docker_exporter_container_label_keys_dropped', defaultValue: '16' },
     { flags: '--container.include <regex>', description: 'export only containers whose name matches' },
     { flags: '--container.exclude <regex>', description: 'do not export containers whose name matches' },
   ],
@@ -47,8 +66,11 @@ export const inventoryOptions: ModuleOptions<'container'> = {
     const include = values.regex('container.include');
     const exclude = values.regex('container.exclude');
     const labelAllowlist = [...new Set(values.list('container.label-allowlist'))];
+    const labelGlobMax = values.integer('container.label-glob-max', 0, 1000);
     const byName = new Map<string, string>();
     for (const key of labelAllowlist) {
+      // A glob's keys are known only once containers carry them; the inventory resolves their clashes.
+      if (isLabelGlob(key)) continue;
       const labelName = labelNameFor(key);
       const other = byName.get(labelName);
       if (other !== undefined) {
@@ -56,7 +78,7 @@ export const inventoryOptions: ModuleOptions<'container'> = {
       }
       byName.set(labelName, key);
     }
-    return { labelAllowlist, include, exclude };
+    return { labelAllowlist, labelGlobMax, include, exclude };
   },
 };
 
@@ -75,6 +97,8 @@ interface InventoryEvents {
   remove: [record: ContainerRecord];
   /** A full list + inspect finished (at start and after every reconnect of the events stream). */
   synced: [];
+  /** An image event (pull, tag, untag, …), passed on for inventory/image-refs.ts: one stream carries both. */
+  image: [event: EngineEvent];
 }
 
 /** The container events that can change what inspect says; exec_* and the like are ignored. */
@@ -106,9 +130,14 @@ const INSPECT_CONCURRENCY = 8;
  * --container.exclude are held.
  */
 export class Inventory extends EventEmitter<InventoryEvents> {
-  /** The label names of every per-container series, in order. */
-  readonly labelNames: string[];
-  private readonly allowlist: Array<[key: string, labelName: string]>;
+  /** The exact allowlist keys, then the keys the globs matched (sorted), each with its label name. */
+  private allowlist: Array<[key: string, labelName: string]>;
+  private readonly exactKeys: Array<[key: string, labelName: string]>;
+  private readonly globs: RegExp[];
+  /** Keys a glob matched and that are exported, for the exporter's life (see learnLabelKeys). */
+  private readonly globKeys = new Map<string, string>();
+  /** Keys a glob matched and that are left out, with why: over --container.label-glob-max, or a label name already taken. */
+  private readonly droppedKeys = new Map<string, 'limit' | 'clash'>();
   private readonly records = new Map<string, ContainerRecord>();
   private readonly health: LoopHealth;
   private readonly stream: EventStream;
@@ -157,11 +186,15 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.health = deps.health ?? new LoopHealth();
     this.setMaxListeners(50);
     this.unreadBackoff = deps.backoff?.() ?? new Backoff(500, 30_000);
-    // Config has checked that no two keys become one label name.
-    this.allowlist = deps.config.container.labelAllowlist.map((key) => [key, labelNameFor(key)]);
-    this.labelNames = ['id', 'name', 'image', ...this.allowlist.map(([, n]) => n)];
+    // Config has checked that no two exact keys become one label name.
+    const entries = deps.config.container.labelAllowlist;
+    this.exactKeys = entries.filter((e) => !isLabelGlob(e)).map((key) => [key, labelNameFor(key)]);
+    this.globs = entries.filter(isLabelGlob).map(labelGlob);
+    this.allowlist = this.exactKeys;
+    if (this.globs.length > 0) for (const reason of ['limit', 'clash'] as const) deps.metrics.labelKeysDropped.set({ reason }, 0);
     this.stream = new EventStream(deps.docker, {
-      filters: { type: ['container'] },
+      // Image events ride along for the image reference tracker rather than open a second stream.
+      filters: { type: ['container', 'image'] },
       source: 'inventory_events',
       metrics: deps.metrics,
       logger: deps.logger.child({ component: 'inventory' }),
@@ -193,6 +226,15 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.probeTimers.clear();
     await this.stream.stop();
     await this.syncing;
+  }
+
+  /**
+   * The label names of every per-container series, in order: `id`, `name`, `image`, the exact
+   * allowlist keys, then the keys the globs matched. With globs it grows as containers bring new
+   * matching keys; a collector reads it when it needs it, not once.
+   */
+  get labelNames(): string[] {
+    return ['id', 'name', 'image', ...this.allowlist.map(([, n]) => n)];
   }
 
   get(id: string): ContainerRecord | undefined {
@@ -311,6 +353,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   }
 
   private onEvent(event: EngineEvent): void {
+    if (!this.stopped && event.type === 'image') safeEmit(this, this.deps.logger, 'inventory', 'image', event);
     if (this.stopped || event.type !== 'container' || !/^[0-9a-f]{64}$/.test(event.actorId)) return;
     // Podman's remove and exec_died are Docker's destroy and exec_die.
     const action = dockerAction(event.action);
@@ -406,6 +449,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     const previous = this.records.get(id);
     const pendingOoms = this.pendingOoms.get(id) ?? 0;
     this.pendingOoms.delete(id);
+    const relabel = this.learnLabelKeys(info.labels);
     const record: ContainerRecord = {
       ...info,
       promLabels: this.promLabelsOf(info, previous?.promLabels),
@@ -414,6 +458,56 @@ export class Inventory extends EventEmitter<InventoryEvents> {
     this.records.set(id, record);
     this.versions.set(id, ++this.version);
     safeEmit(this, this.deps.logger, 'inventory', 'upsert', record, previous);
+    if (relabel) this.relabelAll(id);
+  }
+
+  /**
+   * Adds the keys of `labels` that a glob matches and that are not exported yet; true when the label
+   * set changed. Every series of a metric carries the same label set, so a key one container brings
+   * becomes a label (empty where absent) on every container's series. Keys stay for the exporter's
+   * life, even when the last container carrying them is gone: the label set then changes only when a
+   * key is seen for the first time (at most --container.label-glob-max times), never back and forth
+   * as containers come and go, which would end and restart every series each time. Keys are taken in
+   * the order they are first seen, up to the limit; a key whose label name is already taken (by an
+   * exact key, or a key that differs only in characters the sanitising replaces) is left out.
+   */
+  private learnLabelKeys(labels: Readonly<Record<string, string>>): boolean {
+    if (this.globs.length === 0) return false;
+    let changed = false;
+    for (const key of Object.keys(labels).sort()) {
+      if (this.globKeys.has(key) || this.droppedKeys.has(key) || !this.globs.some((g) => g.test(key))) continue;
+      if (this.exactKeys.some(([k]) => k === key)) continue;
+      const labelName = labelNameFor(key);
+      const taken = this.allowlist.find(([, n]) => n === labelName);
+      const reason = taken ? 'clash' : this.globKeys.size >= this.deps.config.container.labelGlobMax ? 'limit' : undefined;
+      if (reason) {
+        this.droppedKeys.set(key, reason);
+        this.deps.metrics.labelKeysDropped.inc({ reason });
+        this.deps.logger.warn(
+          { key, labelName, ...(taken ? { exportedKey: taken[0] } : { limit: this.deps.config.container.labelGlobMax }) },
+          taken
+            ? `label key "${key}" matches --container.label-allowlist but its label ${labelName} is already "${taken[0]}"'s; left out`
+            : `label key "${key}" matches --container.label-allowlist but the globs already added --container.label-glob-max=${this.deps.config.container.labelGlobMax} keys; left out`,
+        );
+        continue;
+      }
+      this.globKeys.set(key, labelName);
+      // Exact keys first, in the order given; glob keys after them, sorted, whatever order they came in.
+      this.allowlist = [...this.exactKeys, ...[...this.globKeys].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+      changed = true;
+      this.deps.logger.info({ key, labelName }, `label key "${key}" matches --container.label-allowlist: every per-container series now carries ${labelName}`);
+    }
+    return changed;
+  }
+
+  /** Gives every record but `except` (already made with them) the current label set, as an update of its facts. */
+  private relabelAll(except: string): void {
+    for (const previous of [...this.records.values()]) {
+      if (previous.id === except) continue;
+      const record: ContainerRecord = { ...previous, promLabels: this.promLabelsOf(previous, previous.promLabels) };
+      this.records.set(previous.id, record);
+      safeEmit(this, this.deps.logger, 'inventory', 'upsert', record, previous);
+    }
   }
 
   /**
@@ -424,7 +518,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   private promLabelsOf(info: ContainerInfo, previous: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> {
     const labels: Record<string, string> = { id: info.id, name: info.name, image: info.image };
     for (const [key, labelName] of this.allowlist) labels[labelName] = info.labels[key] ?? '';
-    if (previous && Object.keys(labels).every((k) => previous[k] === labels[k])) return previous;
+    if (previous && Object.keys(previous).length === Object.keys(labels).length && Object.keys(labels).every((k) => previous[k] === labels[k])) return previous;
     return Object.freeze(labels);
   }
 

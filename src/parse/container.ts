@@ -30,6 +30,16 @@ export interface ContainerInfo {
   pid: number;
   /** `HostConfig.NetworkMode`: `host`, `none` and `container:<id>` have no network of their own. */
   networkMode: string;
+  /** `HostConfig.RestartPolicy.Name`, with the engine's default `no` where it is empty. */
+  restartPolicy: string;
+  /** The published ports, sorted and bounded (see formatPorts): `127.0.0.1:8080->80/tcp,…`; '' for none. */
+  ports: string;
+  /** `HostConfig.LogConfig.Type` (json-file, local, none, journald, …); '' when not given. */
+  logDriver: string;
+  /** The file the json-file or local driver writes on the host (see logFileOf); '' for other drivers and before the first start. */
+  logPath: string;
+  /** The GPUs the container asked for (see gpuDevices): indexes, UUIDs or `all`; empty for none. */
+  gpus: string[];
   spec: {
     memory: number;
     memoryReservation: number;
@@ -109,6 +119,9 @@ export function parseContainerInspect(payload: unknown): ContainerInfo {
     cpuQuota = Math.floor((nanoCpus * NANO_CPUS_PERIOD) / 1e9);
   }
   const healthStatus = optional(health?.Status, str, 'inspect State.Health.Status');
+  const restart = optional(host.RestartPolicy, obj, 'inspect HostConfig.RestartPolicy');
+  const logConfig = optional(host.LogConfig, obj, 'inspect HostConfig.LogConfig');
+  const network = optional(c.NetworkSettings, obj, 'inspect NetworkSettings');
 
   return {
     id,
@@ -128,6 +141,20 @@ export function parseContainerInspect(payload: unknown): ContainerInfo {
     pid: number(state.Pid, 'State.Pid'),
     networkMode: optional(host.NetworkMode, str, 'inspect HostConfig.NetworkMode') ?? '',
     finishedAtSeconds: time(state.FinishedAt, 'State.FinishedAt'),
+    restartPolicy: optional(restart?.Name, str, 'inspect HostConfig.RestartPolicy.Name') || 'no',
+    ports: formatPorts(publishedPorts(network?.Ports)),
+    logDriver: optional(logConfig?.Type, str, 'inspect HostConfig.LogConfig.Type') ?? '',
+    logPath: logFileOf(
+      id,
+      optional(logConfig?.Type, str, 'inspect HostConfig.LogConfig.Type') ?? '',
+      optional(c.LogPath, str, 'inspect LogPath') ?? '',
+      optional(c.HostnamePath, str, 'inspect HostnamePath') ?? '',
+    ),
+    gpus: gpuDevices(
+      optional(host.DeviceRequests, arr, 'inspect HostConfig.DeviceRequests') ?? [],
+      optional(host.Runtime, str, 'inspect HostConfig.Runtime') ?? '',
+      optional(config.Env, arr, 'inspect Config.Env') ?? [],
+    ),
     spec: {
       memory: number(host.Memory, 'HostConfig.Memory'),
       memoryReservation: number(host.MemoryReservation, 'HostConfig.MemoryReservation'),
@@ -146,4 +173,128 @@ function fallbackState(state: Record<string, unknown>): ContainerState {
   if (state.Paused === true) return 'paused';
   if (state.Running === true) return 'running';
   return parseEngineTime(state.StartedAt) === undefined ? 'created' : 'exited';
+}
+
+/** One published port: where the host listens and the container port it forwards to. */
+export interface PortBinding {
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: string;
+}
+
+/**
+ * The published ports of `NetworkSettings.Ports` (`{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`):
+ * what the engine has bound now, as `docker ps` shows them, so a stopped container has none.
+ * Exposed ports that are not published (a null list) are left out; so is an entry the engine would
+ * not write (a port that is not a number), rather than failing the whole inspect for a label.
+ */
+export function publishedPorts(ports: unknown): PortBinding[] {
+  const out: PortBinding[] = [];
+  const map = obj(ports);
+  if (!map) return out;
+  for (const [key, bindings] of Object.entries(map)) {
+    const m = /^(\d{1,5})(?:\/([a-z]+))?$/.exec(key);
+    if (!m) continue;
+    for (const b of arr(bindings) ?? []) {
+      const hostPort = Number(str(obj(b)?.HostPort));
+      if (!Number.isInteger(hostPort) || hostPort <= 0 || hostPort > 65535) continue;
+      out.push({ hostIp: str(obj(b)?.HostIp) ?? '', hostPort, containerPort: Number(m[1]), protocol: m[2] ?? 'tcp' });
+    }
+  }
+  return out;
+}
+
+/** The longest `ports` label: a container publishing a range of hundreds of ports would otherwise make a label of kilobytes. */
+export const PORTS_LABEL_MAX = 200;
+
+/**
+ * `0.0.0.0:8080->80/tcp,[::]:8080->80/tcp`: sorted by container port, protocol, host address (IPv4
+ * first) and host port, so the label is the same whatever order the engine's map came in. Beyond
+ * PORTS_LABEL_MAX characters the remaining bindings are cut, whole, and counted: `…,+12`.
+ */
+export function formatPorts(bindings: PortBinding[]): string {
+  const sorted = [...bindings].sort(
+    (a, b) =>
+      a.containerPort - b.containerPort ||
+      a.protocol.localeCompare(b.protocol) ||
+      Number(a.hostIp.includes(':')) - Number(b.hostIp.includes(':')) ||
+      a.hostIp.localeCompare(b.hostIp) ||
+      a.hostPort - b.hostPort,
+  );
+  const items = sorted.map((p) => `${p.hostIp.includes(':') ? `[${p.hostIp}]` : p.hostIp || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`);
+  let text = '';
+  for (let i = 0; i < items.length; i++) {
+    const next = text === '' ? items[i]! : `${text},${items[i]}`;
+    const rest = items.length - i - 1;
+    // Room is kept for the count of what is cut, unless this is the last one.
+    if (next.length + (rest > 0 ? `,+${rest}`.length : 0) > PORTS_LABEL_MAX) return text === '' ? `+${items.length}` : `${text},+${items.length - i}`;
+    text = next;
+  }
+  return text;
+}
+
+/** The capability a device request names for a GPU (`--gpus` asks for [["gpu"]]). */
+const GPU_CAPABILITY = 'gpu';
+
+/**
+ * The GPUs a container asked for, as DCGM exporter can be joined on: indexes (`0`), UUIDs
+ * (`GPU-…`) or `all`, deduplicated, in the order asked. From `HostConfig.DeviceRequests` (`--gpus
+ * all` → Count -1 → `all`; `--gpus 2` → Count 2 → `0`, `1`, as the engine itself hands the NVIDIA
+ * hook the first n, moby daemon/nvidia_linux.go countToDevices; `--gpus device=0,1` → DeviceIDs; a
+ * CDI request `nvidia.com/gpu=0` → `0`) and from `NVIDIA_VISIBLE_DEVICES` in Config.Env, but that
+ * only where the container runs under the NVIDIA runtime: the CUDA images set it to `all` for
+ * every container, and only that runtime's hook reads it (`none` and `void` ask for none).
+ * `all` stays one device: the exporter cannot count the host's GPUs without NVML.
+ */
+export function gpuDevices(deviceRequests: unknown[], runtime: string, env: unknown[]): string[] {
+  const devices: string[] = [];
+  const add = (id: string): void => {
+    const d = id.trim();
+    if (d !== '' && !devices.includes(d)) devices.push(d);
+  };
+  for (const item of deviceRequests) {
+    const req = obj(item);
+    if (!req) continue;
+    const driver = str(req.Driver) ?? '';
+    const ids = (arr(req.DeviceIDs) ?? []).filter((d): d is string => typeof d === 'string');
+    if (driver === 'cdi') {
+      for (const id of ids) {
+        const m = /^nvidia\.com\/gpu=(.+)$/.exec(id);
+        if (m) add(m[1]!);
+      }
+      continue;
+    }
+    const caps = (arr(req.Capabilities) ?? []).flatMap((set) => arr(set) ?? []);
+    if (driver !== 'nvidia' && !caps.includes(GPU_CAPABILITY)) continue;
+    const count = num(req.Count) ?? 0;
+    if (ids.length > 0) ids.forEach(add);
+    else if (count < 0) add('all');
+    else for (let i = 0; i < count; i++) add(String(i));
+  }
+  if (/nvidia/.test(runtime)) {
+    // The last definition wins, as in a process's environment.
+    const value = env
+      .filter((e): e is string => typeof e === 'string' && e.startsWith('NVIDIA_VISIBLE_DEVICES='))
+      .at(-1)
+      ?.slice('NVIDIA_VISIBLE_DEVICES='.length);
+    if (value !== undefined && value !== 'none' && value !== 'void') value.split(',').forEach(add);
+  }
+  return devices.includes('all') ? ['all'] : devices;
+}
+
+/**
+ * The log file a container's driver writes on the host. json-file: `LogPath`, as inspect names it.
+ * local: inspect leaves LogPath empty on purpose (moby container/container.go StartLogger: the
+ * file is the driver's business), and the file is `<container folder>/local-logs/container.log`.
+ * That folder is found from `HostnamePath` (`<root>/containers/<id>/hostname`), the grandparent
+ * of which is the engine's containers folder; not from its parent, since a container sharing
+ * another's network (`--network container:<x>`) is handed that one's hostname file. Only the
+ * file written now, not the rotated ones (see collectors/logs.ts).
+ */
+export function logFileOf(id: string, driver: string, logPath: string, hostnamePath: string): string {
+  if (driver === 'json-file') return logPath;
+  if (driver !== 'local' || !hostnamePath.startsWith('/')) return '';
+  const containersDir = hostnamePath.split('/').slice(0, -2).join('/');
+  return containersDir === '' ? '' : `${containersDir}/${id}/local-logs/container.log`;
 }

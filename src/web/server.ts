@@ -134,6 +134,10 @@ export function createWebApp(opts: WebOptions, handlers: WebHandlers, webConfig?
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Paths match as written, as in the Go exporters' ServeMux: /METRICS and /metrics/ are not the
+  // telemetry path (Express would take both), so a typo in a scrape config fails visibly.
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
   if (webConfig) app.use(guard(webConfig, opts.logger));
 
   app.get(opts.telemetryPath, async (req: Request, res: Response) => {

@@ -174,6 +174,9 @@ describe('Prometheus rules', () => {
         'ContainerCpuNearLimit',
         'ContainerCpuThrottled',
         'ContainerExitedNonZero',
+        'ContainerExpectedRunningDown',
+        'ContainerImageOutdated',
+        'ContainerLogFileLarge',
         'ContainerMemoryNearLimit',
         'ContainerOomKilled',
         'ContainerRestartingRepeatedly',
@@ -182,6 +185,7 @@ describe('Prometheus rules', () => {
         'DockerEngineUnreachable',
         'DockerExporterCollectorFailing',
         'DockerExporterDown',
+        'SwarmServiceReplicasMissing',
       ].sort(),
     );
   });

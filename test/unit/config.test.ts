@@ -9,7 +9,7 @@ describe('buildConfig', () => {
     const c = buildConfig([], {});
     expect(c.web).toEqual({ listenHost: '', listenPort: 9764, telemetryPath: '/metrics', configFile: undefined });
     expect(c.docker).toMatchObject({ host: 'unix:///var/run/docker.sock', tlsVerify: false, timeoutMs: 10_000 });
-    expect(c.collectors).toEqual({ engine: true, containers: true, stats: true, events: true, df: true });
+    expect(c.collectors).toEqual({ engine: true, containers: true, stats: true, events: true, df: true, logs: false, swarm: true });
     expect(c.container.labelAllowlist).toEqual([
       'com.docker.compose.project',
       'com.docker.compose.service',
@@ -17,7 +17,7 @@ describe('buildConfig', () => {
       'com.docker.stack.namespace',
     ]);
     expect(c.stats).toEqual({ source: 'auto', mode: 'poll', intervalMs: 15_000, concurrency: 32 });
-    expect(c.path).toEqual({ procfs: '/proc', sysfs: '/sys' });
+    expect(c.path).toEqual({ rootfs: '/', procfs: '/proc', sysfs: '/sys' });
     expect(c.df).toEqual({ intervalMs: 300_000, timeoutMs: 120_000 });
     expect(c.log).toEqual({ level: 'info', format: 'json' });
     expect(Object.isFrozen(c) && Object.isFrozen(c.web)).toBe(true);
@@ -103,8 +103,8 @@ describe('buildConfig', () => {
   });
 
   it('puts --path.procfs and --path.sysfs under --path.rootfs unless given, and takes absolute paths only', () => {
-    expect(buildConfig(['--path.rootfs', '/host'], {}).path).toEqual({ procfs: '/host/proc', sysfs: '/host/sys' });
-    expect(buildConfig(['--path.rootfs', '/host', '--path.procfs', '/hostproc/'], {}).path).toEqual({ procfs: '/hostproc', sysfs: '/host/sys' });
+    expect(buildConfig(['--path.rootfs', '/host'], {}).path).toEqual({ rootfs: '/host', procfs: '/host/proc', sysfs: '/host/sys' });
+    expect(buildConfig(['--path.rootfs', '/host', '--path.procfs', '/hostproc/'], {}).path).toEqual({ rootfs: '/host', procfs: '/hostproc', sysfs: '/host/sys' });
     expect(buildConfig([], { DOCKER_EXPORTER_PATH_SYSFS: '/x/sys' }).path.sysfs).toBe('/x/sys');
     expect(() => buildConfig(['--path.procfs', 'proc'], {})).toThrow('--path.procfs: "proc" is not an absolute path');
     expect(() => buildConfig(['--stats.source', 'kernel'], {})).toThrow('--stats.source: "kernel" is not one of auto, cgroupfs, engine');

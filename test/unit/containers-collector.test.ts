@@ -100,6 +100,8 @@ describe('containers collector', () => {
       container_label_com_docker_compose_project: 'fixture',
       container_label_com_docker_compose_service: 'web',
       image_id: 'sha256:a175a23584c047a8a050e299eadbeb452bacdbd0ddd531afec153d101be0a4bf',
+      restart_policy: 'no',
+      ports: '',
     });
     expect(info.value).toBe(1);
   });

@@ -94,10 +94,12 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(await app.start()).port}`;
 
   // Everything the exporter asks at start: the list and each inspect, a one-shot stats sample of
-  // each running container (answered: a frame was made), df, and both events streams open.
+  // each running container (answered: a frame was made), df, the one image reference the
+  // containers share, and both events streams open.
   await until('the exporter\'s start-up requests, answered', (s) =>
     s.requests['/containers/json'] === 1 &&
     s.requests['/containers/{id}/json'] === containers &&
+    s.requests['/images/{name}/json'] === 1 &&
     s.requests['/containers/{id}/stats'] === running &&
     s.statsSamples === running &&
     s.requests['/system/df'] === 1 &&
@@ -126,7 +128,7 @@ describe('end to end: the whole /metrics against the fake engine', () => {
     expect(missed).toEqual([]);
     const s = parseMetrics(snapshot);
     expect(findAll(s, 'docker_exporter_collector_success').map((x) => [x.labels.collector, x.value]).sort()).toEqual(
-      [['containers', 1], ['df', 1], ['engine', 1], ['events', 1], ['stats', 1]],
+      [['containers', 1], ['df', 1], ['engine', 1], ['events', 1], ['stats', 1], ['swarm', 1]],
     );
     expect(findAll(s, 'container_last_seen')).toHaveLength(engine.status().running);
     expect(value(s, 'docker_exporter_df_last_success_timestamp_seconds')).toBe(NOW / 1000);

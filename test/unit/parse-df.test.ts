@@ -84,7 +84,9 @@ describe('parseDiskUsage: golden outputs', () => {
       const got = parseDiskUsage(fixture(name));
       const golden = path.join(FIXTURES, name.replace(/\.json$/, '.golden.json'));
       const text = JSON.stringify(got, null, 2) + '\n';
-      if (UPDATE || !fs.existsSync(golden)) fs.writeFileSync(golden, text);
+      if (UPDATE) fs.writeFileSync(golden, text);
+      // A fixture without its golden file is a failure, not a new golden: run with UPDATE_GOLDEN=1 and read the diff.
+      expect(fs.existsSync(golden), `${golden} is missing`).toBe(true);
       expect(text).toBe(fs.readFileSync(golden, 'utf8'));
     });
   }

@@ -192,7 +192,7 @@ describe('the landing page', () => {
 });
 
 describe('anything else', () => {
-  it.each([['/nothing'], ['/metrics/extra'], ['/metricsx'], ['/healthz/x'], ['/favicon.ico'], ['/index.html']])('%s is 404 with the exact body', async (path) => {
+  it.each([['/nothing'], ['/metrics/extra'], ['/metricsx'], ['/METRICS'], ['/metrics/'], ['/Healthz'], ['/readyz/'], ['/healthz/x'], ['/favicon.ico'], ['/index.html']])('%s is 404 with the exact body', async (path) => {
     const { get, asked } = await serve();
     const r = await get(path);
     expect(r.status).toBe(404);
