@@ -326,13 +326,16 @@ describe.each(ENGINES)('containers collector against the real engine: $name', (e
       container_label_com_docker_compose_project: 'shop',
       container_label_com_example_team_name: 'blue',
       image_id: (await inspect(id)).Image,
+      // Created without --restart or -p.
+      restart_policy: 'no',
+      ports: '',
     });
     expect(findAll(await seriesOf(bare), 'docker_container_info')[0]!.labels).toMatchObject({ container_label_com_docker_compose_project: '', container_label_com_example_team_name: '' });
     const text = await exporter.scrape();
     expect(text).not.toContain('hunter2');
     expect(text).not.toContain('secret_token');
     // Every series of a metric carries the same label set.
-    const extra: Record<string, string[]> = { docker_container_info: ['image_id'], docker_container_state: ['state'], docker_container_health_status: ['status'] };
+    const extra: Record<string, string[]> = { docker_container_info: ['image_id', 'restart_policy', 'ports'], docker_container_gpu_info: ['device'], docker_container_state: ['state'], docker_container_health_status: ['status'] };
     const perContainer = parseMetrics(text).filter((s) => s.name.startsWith('docker_container_') || s.name.startsWith('container_'));
     expect(perContainer.length).toBeGreaterThan(20);
     for (const s of perContainer) expect(Object.keys(s.labels).sort(), s.name).toEqual([...BASE_LABELS, ...(extra[s.name] ?? [])].sort());
