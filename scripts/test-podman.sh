@@ -66,8 +66,10 @@ if ! service_answers; then
   [ "$(id -u)" = 0 ] || die "no Podman API answers on $SOCK and this user cannot start the rootful service: run 'podman system service --time=0 unix://$SOCK' as root"
   rm -f "$SOCK"
   say "starting podman system service on $SOCK (log: $STATE/service.log)"
-  # setsid: the service outlives the test run that started it, as dockerd does.
-  setsid nohup podman system service --time=0 "unix://$SOCK" >"$STATE/service.log" 2>&1 </dev/null &
+  # setsid: the service outlives the test run that started it, as dockerd does. Started in the
+  # state folder: Podman 4.3's conmon writes its `oom` marker file into the service's working
+  # directory (not the container's), which would otherwise be the checkout running the tests.
+  (cd "$STATE" && exec setsid nohup podman system service --time=0 "unix://$SOCK" >"$STATE/service.log" 2>&1 </dev/null) &
   echo $! > "$STATE/service.pid"
   for _ in $(seq 1 60); do
     service_answers && break
