@@ -1,9 +1,12 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseStats, type StatsSample } from '../../src/parse/stats.js';
 import {
   detectCgroupLayout,
+  FdBudget,
+  FileCache,
   locateCgroup,
   pathExists,
   readCgroupFile,
@@ -372,6 +375,81 @@ describe('readCgroupSample', () => {
     expect(s?.memorySwapBytes).toBe(0);
     expect(s?.memoryWorkingSetBytes).toBe(0);
     expect(s?.memoryUsageBytes).toBe(1000);
+  });
+});
+
+describe('FileCache (the files of one container kept open between scrapes)', () => {
+  it('gives the same sample as readCgroupFile for every tree, twice over the same open files', async () => {
+    for (const tree of TREES) {
+      for (const c of cases(tree)) {
+        const located = await locate(tree, c);
+        if (!located.found) continue;
+        const netDev = c.netDev ? path.join(DIR, tree, 'proc', String(c.pid), 'net/dev') : undefined;
+        const want = await readCgroupSample(located.location, readCgroupFile, { netDev, now: () => c.now });
+        const cache = new FileCache(new FdBudget(100), root(tree));
+        for (let i = 0; i < 2; i++) expect(await readCgroupSample(located.location, cache.read, { netDev, now: () => c.now }), `${tree}/${c.name}`).toEqual(want);
+        // Every cgroup file stays open; net/dev (outside the cgroup root) is opened for each read.
+        expect(cache.openFiles, `${tree}/${c.name}`).toBe(Object.keys(located.location.files).length);
+        cache.close();
+        expect(cache.openFiles).toBe(0);
+      }
+    }
+  });
+
+  it('keeps no more files open than its budget, shared between caches, and reads the rest anyway', async () => {
+    const { location } = await sampleOf('v1-cgroupfs');
+    const budget = new FdBudget(20);
+    const a = new FileCache(budget, root('v1-cgroupfs'));
+    const b = new FileCache(budget, root('v1-cgroupfs'));
+    const want = await readCgroupSample(location, readCgroupFile, { now: () => 0 });
+    expect(await readCgroupSample(location, a.read, { now: () => 0 })).toEqual(want);
+    expect(await readCgroupSample(location, b.read, { now: () => 0 })).toEqual(want);
+    expect(a.openFiles).toBe(14);
+    expect(b.openFiles).toBe(6);
+    expect(budget.open).toBe(20);
+    a.close();
+    expect(budget.open).toBe(6);
+    b.close();
+    expect(budget.open).toBe(0);
+  });
+
+  it('reads a file longer than its buffer whole, sees a rewritten one anew, and a missing one as gone', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'filecache-'));
+    try {
+      const file = path.join(dir, 'io.stat');
+      const long = Array.from({ length: 2000 }, (_, i) => `8:${i} rbytes=${i} wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n`).join('');
+      expect(long.length).toBeGreaterThan(64 * 1024);
+      fs.writeFileSync(file, long);
+      const cache = new FileCache(new FdBudget(10), dir);
+      expect(await cache.read(file)).toBe(long);
+      // Kept open, read at offset 0 again: what the file holds now.
+      fs.writeFileSync(file, '8:0 rbytes=1\n');
+      expect(await cache.read(file)).toBe('8:0 rbytes=1\n');
+      expect(await cache.read(path.join(dir, 'memory.peak'))).toBeUndefined();
+      await expect(cache.read(path.join(dir, '..'))).rejects.toThrow(/EISDIR/);
+      expect(cache.openFiles).toBe(1);
+      cache.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('sizes the budget from RLIMIT_NOFILE: a quarter (at least 1,024) left for the rest, at most 4,096', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'limits-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'self'));
+      const limits = (soft: string): number => {
+        fs.writeFileSync(path.join(dir, 'self/limits'), `Limit                     Soft Limit           Hard Limit           Units     \nMax open files            ${soft}                1048576              files     \n`);
+        return FdBudget.forThisProcess(dir).max;
+      };
+      expect(limits('1024')).toBe(0);
+      expect(limits('4096')).toBe(3072);
+      expect(limits('20000')).toBe(4096);
+      expect(limits('unlimited')).toBe(4096);
+      expect(FdBudget.forThisProcess(path.join(dir, 'none')).max).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
   });
 });
 
