@@ -8,6 +8,7 @@ import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
+import { detectCgroupLayoutSync } from '../stats/cgroup-files.js';
 import { CgroupfsSource } from '../stats/cgroupfs.js';
 import { EnginePollSource } from '../stats/engine-poll.js';
 import { EngineStreamSource } from '../stats/engine-stream.js';
@@ -25,8 +26,8 @@ type SourceKind = 'cgroupfs' | 'engine-poll' | 'engine-stream';
 function cgroupfsUnusable(config: Config): string | undefined {
   if (!/^(unix|npipe):\/\//.test(config.docker.host)) return `the engine at ${config.docker.host} is not local`;
   const root = path.join(config.path.sysfs, 'fs', 'cgroup');
-  const known = ['cgroup.controllers', 'cpuacct', 'cpu,cpuacct'].some((entry) => fs.existsSync(path.join(root, entry)));
-  if (!known) return `no cgroup filesystem at ${root}`;
+  // The same test as the source's own, at its first read.
+  if (!detectCgroupLayoutSync(root, fs.existsSync)) return `no cgroup filesystem at ${root}`;
   if (!fs.existsSync(path.join(config.path.procfs, 'self', 'cgroup'))) return `no /proc at ${config.path.procfs}`;
   return undefined;
 }

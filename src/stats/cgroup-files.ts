@@ -104,22 +104,36 @@ type V1Controller = (typeof V1_CONTROLLERS)[number];
 /** The v1 controllers the engine reads stats from. */
 const V1_CONTROLLERS = ['cpuacct', 'cpu', 'memory', 'pids', 'blkio'] as const;
 
+/** The entries under a cgroup root that tell its layout (detectCgroupLayout's only inputs). */
+const LAYOUT_MARKERS = ['cgroup.controllers', 'cpuacct', 'cpu,cpuacct', 'memory', 'unified/cgroup.controllers'] as const;
+
+type LayoutMarker = (typeof LAYOUT_MARKERS)[number];
+
 /**
  * Tells v2 (unified: `<root>/cgroup.controllers`) from v1 (per-controller directories, plus
  * `<root>/unified` on a hybrid host), as runc does (https://github.com/opencontainers/runc/blob/main/docs/cgroup-v2.md).
  * Undefined when `root` holds no cgroup filesystem.
  */
 export async function detectCgroupLayout(root: string, exists: Exists): Promise<CgroupLayout | undefined> {
-  const r = root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
-  if (await exists(`${r}/cgroup.controllers`)) return { version: 2, root: r };
-  const [cpuacct, coMounted, memory, unified] = await Promise.all([
-    exists(`${r}/cpuacct`),
-    exists(`${r}/cpu,cpuacct`),
-    exists(`${r}/memory`),
-    exists(`${r}/unified/cgroup.controllers`),
-  ]);
-  if (!cpuacct && !coMounted && !memory) return undefined;
-  return unified ? { version: 1, root: r, unified: `${r}/unified` } : { version: 1, root: r };
+  const r = trimRoot(root);
+  const present = await Promise.all(LAYOUT_MARKERS.map((m) => exists(`${r}/${m}`)));
+  return layoutFrom(r, new Set(LAYOUT_MARKERS.filter((_, i) => present[i])));
+}
+
+/** detectCgroupLayout with a synchronous exists (fs.existsSync), for a choice made at start-up. */
+export function detectCgroupLayoutSync(root: string, exists: (path: string) => boolean): CgroupLayout | undefined {
+  const r = trimRoot(root);
+  return layoutFrom(r, new Set(LAYOUT_MARKERS.filter((m) => exists(`${r}/${m}`))));
+}
+
+function trimRoot(root: string): string {
+  return root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
+}
+
+function layoutFrom(r: string, has: ReadonlySet<LayoutMarker>): CgroupLayout | undefined {
+  if (has.has('cgroup.controllers')) return { version: 2, root: r };
+  if (!has.has('cpuacct') && !has.has('cpu,cpuacct') && !has.has('memory')) return undefined;
+  return has.has('unified/cgroup.controllers') ? { version: 1, root: r, unified: `${r}/unified` } : { version: 1, root: r };
 }
 
 /**

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseStats, type StatsSample } from '../../src/parse/stats.js';
 import {
   detectCgroupLayout,
+  detectCgroupLayoutSync,
   FdBudget,
   FileCache,
   locateCgroup,
@@ -238,6 +239,15 @@ describe('locateCgroup on each layout', () => {
     expect(await detectCgroupLayout('/r', fakeExists(['/r/cpu,cpuacct', '/r/unified/cgroup.controllers']))).toEqual({ version: 1, root: '/r', unified: '/r/unified' });
     expect(await detectCgroupLayout('/r', fakeExists(['/r/unified/cgroup.controllers']))).toBeUndefined();
     expect(await detectCgroupLayout(path.join(DIR, 'nowhere'), exists)).toBeUndefined();
+  });
+
+  it('tells them apart alike with a synchronous exists (the collector\'s choice for auto at start-up)', async () => {
+    const sets = [['/r/cgroup.controllers'], ['/r/memory'], ['/r/cpuacct'], ['/r/cpu,cpuacct', '/r/unified/cgroup.controllers'], ['/r/unified/cgroup.controllers'], []];
+    for (const paths of sets) {
+      const all = new Set(paths);
+      expect(detectCgroupLayoutSync('/r/', (p) => all.has(p)), paths.join(' ')).toEqual(await detectCgroupLayout('/r/', fakeExists(paths)));
+    }
+    for (const tree of TREES) expect(detectCgroupLayoutSync(root(tree), fs.existsSync), tree).toEqual(await layoutOf(tree));
   });
 
   it('finds nothing rather than a wrong directory', async () => {
