@@ -52,7 +52,8 @@ export class CgroupfsSource implements StatsSource {
     private onUnreadable?: (reason: string) => void,
   ) {
     this.cgroupRoot = path.join(deps.config.path.sysfs, 'fs', 'cgroup');
-    this.fds = FdBudget.forThisProcess(deps.config.path.procfs);
+    // The exporter's own limit: /proc/self, not the host's --path.procfs.
+    this.fds = FdBudget.forThisProcess();
     const fallback = this.fallback;
     // The engine source sees only the containers that fell back.
     this.engine = new EnginePollSource(deps, {
