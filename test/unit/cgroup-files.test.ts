@@ -444,7 +444,7 @@ describe('FileCache (the files of one container kept open between scrapes)', () 
     }
   });
 
-  it('sizes the budget from RLIMIT_NOFILE: a quarter (at least 1,024) left for the rest, at most 4,096', () => {
+  it('sizes the budget from RLIMIT_NOFILE: a quarter (at least 1,024) left for the rest, at most 32,768', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'limits-'));
     try {
       fs.mkdirSync(path.join(dir, 'self'));
@@ -454,8 +454,9 @@ describe('FileCache (the files of one container kept open between scrapes)', () 
       };
       expect(limits('1024')).toBe(0);
       expect(limits('4096')).toBe(3072);
-      expect(limits('20000')).toBe(4096);
-      expect(limits('unlimited')).toBe(4096);
+      expect(limits('20000')).toBe(15000);
+      expect(limits('1048576')).toBe(32768);
+      expect(limits('unlimited')).toBe(32768);
       expect(FdBudget.forThisProcess(path.join(dir, 'none')).max).toBe(0);
     } finally {
       fs.rmSync(dir, { recursive: true });
