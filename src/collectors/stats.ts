@@ -318,7 +318,7 @@ export class StatsCollector implements Collector, StatsSink {
     let t = this.tracked.get(record.id);
     let fresh = true;
     if (!t) {
-      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds, pid: record.pid, networkMode: record.networkMode };
+      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds, pid: record.pid, networkMode: record.networkMode, cpuQuota: record.spec.cpuQuota > 0 };
       this.tracked.set(record.id, t);
     } else if (t.startedAt !== record.startedAtSeconds) {
       // Samples of the previous run are not this run's: its counters started again from zero.
@@ -330,6 +330,8 @@ export class StatsCollector implements Collector, StatsSink {
     }
     t.pid = record.pid;
     t.networkMode = record.networkMode;
+    // `docker update --cpus` changes it within the run: read at the next scrape.
+    t.cpuQuota = record.spec.cpuQuota > 0;
     this.source.follow(t, fresh);
   }
 

@@ -11,6 +11,8 @@ const READ_BATCH = 64;
 interface Found {
   pid: number;
   location: CgroupLocation;
+  /** Its `/proc/<pid>/net/dev`, when it has a network namespace of its own. */
+  netDev: string | undefined;
   /** Its files, kept open between scrapes; closed whenever the entry is dropped. */
   files: FileCache;
 }
@@ -110,10 +112,7 @@ export class CgroupfsSource implements StatsSource {
     try {
       const found = await this.locate(t);
       if (!found) return;
-      sample = await readCgroupSample(found.location, found.files.read, {
-        now: () => now,
-        netDev: ownNetwork(t.networkMode) ? path.join(this.deps.config.path.procfs, String(found.pid), 'net', 'dev') : undefined,
-      });
+      sample = await readCgroupSample(found.location, found.files.read, { now: () => now, netDev: found.netDev, throttling: t.cpuQuota });
     } catch (err) {
       this.fallBack(t, (err as Error).message);
       return;
@@ -144,7 +143,8 @@ export class CgroupfsSource implements StatsSource {
     const located = await locateCgroup(layout, text, pathExists, t.id);
     if (!located.found) throw new Error(located.reason);
     this.forget(t);
-    const found = { pid: t.pid, location: located.location, files: new FileCache(this.fds, this.cgroupRoot) };
+    const netDev = ownNetwork(t.networkMode) ? path.join(this.deps.config.path.procfs, String(t.pid), 'net', 'dev') : undefined;
+    const found = { pid: t.pid, location: located.location, netDev, files: new FileCache(this.fds, this.cgroupRoot, netDev) };
     this.found.set(t, found);
     return found;
   }

@@ -361,6 +361,25 @@ describe('readCgroupSample', () => {
     await expect(readCgroupSample(location, denied)).rejects.toThrow('EACCES');
   });
 
+  it('does not read v1 cpu.stat (throttling only) when throttling is not wanted, and reads v2\'s (CPU usage) regardless', async () => {
+    const v1 = (await sampleOf('v1-cgroupfs')).location;
+    const read: string[] = [];
+    const counting: ReadFile = (p) => {
+      read.push(p);
+      return readCgroupFile(p);
+    };
+    const s1 = await readCgroupSample(v1, counting, { throttling: false });
+    expect(read).not.toContain(v1.files.cpuStat);
+    expect(read).toHaveLength(Object.keys(v1.files).length - 1);
+    expect(s1?.cfsPeriods).toBeUndefined();
+    expect(s1?.cpuTotalSeconds).toBe((await sampleOf('v1-cgroupfs')).sample.cpuTotalSeconds);
+    const v2 = (await sampleOf('v2-systemd')).location;
+    read.length = 0;
+    const s2 = await readCgroupSample(v2, counting, { throttling: false });
+    expect(read).toContain(v2.files.cpuStat);
+    expect(s2?.cpuTotalSeconds).toBe(1);
+  });
+
   it('takes the time of the sample from the clock after reading', async () => {
     const { location } = await sampleOf('v2-systemd');
     const before = Date.now() / 1000;
@@ -404,6 +423,20 @@ describe('FileCache (the files of one container kept open between scrapes)', () 
         expect(cache.openFiles).toBe(0);
       }
     }
+  });
+
+  it('keeps the container\'s net/dev open too when told to (keepAlso), and nothing else outside the root', async () => {
+    const c = cases('v1-cgroupfs')[0]!;
+    const located = await locate('v1-cgroupfs', c);
+    if (!located.found) throw new Error(located.reason);
+    const netDev = path.join(DIR, 'v1-cgroupfs/proc', String(c.pid), 'net/dev');
+    const want = await readCgroupSample(located.location, readCgroupFile, { netDev, now: () => 0 });
+    const cache = new FileCache(new FdBudget(100), root('v1-cgroupfs'), netDev);
+    expect(await readCgroupSample(located.location, cache.read, { netDev, now: () => 0 })).toEqual(want);
+    expect(cache.openFiles).toBe(Object.keys(located.location.files).length + 1);
+    expect(await cache.read(path.join(DIR, 'v1-cgroupfs/cases.json'))).toBe(fs.readFileSync(path.join(DIR, 'v1-cgroupfs/cases.json'), 'utf8'));
+    expect(cache.openFiles).toBe(Object.keys(located.location.files).length + 1);
+    cache.close();
   });
 
   it('keeps no more files open than its budget, shared between caches, and reads the rest anyway', async () => {
