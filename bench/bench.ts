@@ -38,15 +38,16 @@ interface Options {
 const USAGE = `usage: npm run bench -- [flags] [-- extra exporter flags]
   --containers N      real containers on the engine (default 100)
   --window 60s        length of one measurement window (default 60s)
-  --rounds K          windows per mode on the real engine, modes alternating (default 3)
-  --modes poll,stream stats sources to compare: poll and stream (the engine's), cgroupfs (default poll,stream);
+  --rounds K          windows per mode on the real engine, modes alternating (default 2)
+  --modes poll,stream,cgroupfs  stats sources to compare: poll and stream (the engine's), cgroupfs (default all three);
                       MODE@NAME runs the exporter of --alt NAME
   --alt NAME=PATH     another build of the exporter (its dist/cli.js) to compare with, e.g. a patched tree
   --interval 15s      --stats.interval of the exporter, and Prometheus' scrape interval (default 15s)
-  --scrapes 50        scrapes per format in each latency burst (default 50)
-  --simulate 1000,5000  fake-engine sizes, or "none" (default 1000,5000)
+  --scrapes 30        scrapes per format in each latency burst (default 30)
+  --simulate 1000     fake-engine sizes, e.g. 100,1000,5000, or "none" (default 1000); each with a
+                      simulated cgroup v2 tree for cgroupfs (bench/cgroup-tree.ts)
   --sim-window 60s    window length of the simulation (default: --window)
-  --sim-rounds K      windows per mode per size in the simulation (default 2)
+  --sim-rounds K      windows per mode per size in the simulation (default 1)
   --soak 10m          also run the default mode this long on the real engine and report RSS drift (default off)
   --only real|sim     run only one part
   --out DIR           results folder (default bench/results)
@@ -89,7 +90,7 @@ function parseOptions(argv: string[]): Options {
       throw new Error(`--${k}: ${(err as Error).message}`);
     }
   };
-  const modes = (values.get('modes') ?? 'poll,stream').split(',').map((s) => s.trim());
+  const modes = (values.get('modes') ?? 'poll,stream,cgroupfs').split(',').map((s) => s.trim());
   const alt: Record<string, string> = {};
   for (const item of (values.get('alt') ?? '').split(',').filter(Boolean)) {
     const [name, file] = item.split('=', 2) as [string, string | undefined];
@@ -101,7 +102,7 @@ function parseOptions(argv: string[]): Options {
     if (base !== 'poll' && base !== 'stream' && base !== 'cgroupfs') throw new Error(`--modes: "${m}" is not poll, stream or cgroupfs`);
     if (name !== undefined && !alt[name]) throw new Error(`--modes: "${m}" names no --alt ${name}=PATH`);
   }
-  const simRaw = values.get('simulate') ?? (quick ? '200' : '1000,5000');
+  const simRaw = values.get('simulate') ?? (quick ? '200' : '1000');
   const simulate = simRaw === 'none' || simRaw === '' ? [] : simRaw.split(',').map((s) => Number(s.trim()));
   for (const n of simulate) if (!Number.isInteger(n) || n < 1) throw new Error(`--simulate: "${simRaw}" is not a list of container counts`);
   const only = values.get('only') ?? 'all';
@@ -110,15 +111,15 @@ function parseOptions(argv: string[]): Options {
   return {
     containers: int('containers', quick ? 10 : 100),
     windowMs,
-    rounds: int('rounds', quick ? 1 : 3),
+    rounds: int('rounds', quick ? 1 : 2),
     modes,
     alt,
     simulate,
     simWindowMs: values.has('sim-window') ? dur('sim-window', '60s') : windowMs,
-    simRounds: int('sim-rounds', quick ? 1 : 2),
+    simRounds: int('sim-rounds', 1),
     intervalMs: dur('interval', '15s'),
     scrapeEveryMs: dur('interval', '15s'),
-    scrapes: int('scrapes', quick ? 20 : 50),
+    scrapes: int('scrapes', quick ? 20 : 30),
     soakMs: values.has('soak') ? dur('soak', '10m') : 0,
     only: only as Options['only'],
     out: path.resolve(values.get('out') ?? path.join(REPO_ROOT, 'bench/results')),
@@ -311,6 +312,8 @@ interface Target {
   n: number;
   /** --docker.host for the exporter, when not the default engine. */
   dockerHost?: string;
+  /** The simulated host's root (cgroup tree and /proc) for the cgroupfs source: its --path.rootfs. */
+  rootfs?: string;
   /** Engine processes to measure (dockerd, containerd, shims of this run's containers), by group. */
   engineProcesses(): Record<string, number[]>;
   /** Ids of this target's running containers (their stats series are what warm-up waits for). */
@@ -416,7 +419,9 @@ async function realTarget(o: Options, runId: string): Promise<Target> {
 
 async function simTarget(n: number, runId: string): Promise<Target> {
   const socketPath = path.join(os.tmpdir(), `docker-exporter-bench-${runId}-${n}.sock`);
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/fake-engine.ts'), '--socket', socketPath, '--containers', String(n), '--health-interval', '30000'], {
+  // On a tmpfs where there is one: the tree is in memory, as a cgroup filesystem is.
+  const rootfs = path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `docker-exporter-bench-${runId}-${n}-root`);
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/fake-engine.ts'), '--socket', socketPath, '--containers', String(n), '--health-interval', '30000', '--rootfs', rootfs], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -448,12 +453,14 @@ async function simTarget(n: number, runId: string): Promise<Target> {
     const exited = new Promise((r) => proc.once('exit', r));
     proc.kill('SIGTERM');
     await exited;
+    fs.rmSync(rootfs, { recursive: true, force: true });
   };
   cleanups.push(cleanup);
   return {
     kind: 'sim',
     n,
     dockerHost: `unix://${socketPath}`,
+    rootfs,
     engineProcesses: () => ({ fakeEngine: [proc.pid!] }),
     ensureUp: async () => String(proc.pid),
     runningIds: () => running,
@@ -526,6 +533,10 @@ interface WindowResult {
   statsRequestsPerS?: number;
   fake?: Record<string, number>;
   collectorSeconds?: Record<string, number>;
+  /** Median over the window's scrapes of the stats collector's run (with cgroupfs: the reads), ms. */
+  statsCollectorMs?: number;
+  /** docker_exporter_stats_fallbacks_total at the window's end. */
+  fallbacks?: number;
   /** The engine restarted during the window: left out of every median. */
   disturbed?: boolean;
 }
@@ -568,6 +579,7 @@ function exporterArgs(o: Options, target: Target, mode: string): string[] {
   const source = base === 'cgroupfs' ? ['--stats.source', 'cgroupfs'] : mode.includes('@') ? ['--stats.mode', base] : ['--stats.source', 'engine', '--stats.mode', base];
   const args = [...source, '--stats.interval', `${o.intervalMs}ms`, '--log.level', 'info'];
   if (target.dockerHost) args.push('--docker.host', target.dockerHost);
+  if (base === 'cgroupfs' && target.rootfs) args.push('--path.rootfs', target.rootfs);
   return [...args, ...o.exporterArgs];
 }
 
@@ -608,6 +620,7 @@ async function exporterWindow(o: Options, target: Target, exporter: Exporter, mo
   const pids = [exporter.pid, ...Object.values(groups).flat()];
   const rss: number[] = [];
   const heap: number[] = [];
+  const statsMs: number[] = [];
   const c0 = await target.counters?.();
   const h0 = hostBusy();
   const a = snapshot(pids);
@@ -634,6 +647,8 @@ async function exporterWindow(o: Options, target: Target, exporter: Exporter, mo
       lastAt = performance.now();
       const h = sampleValue(s.body, 'nodejs_heap_size_used_bytes');
       if (h !== undefined) heap.push(h);
+      const d = sampleValue(s.body, 'docker_exporter_collector_duration_seconds', 'collector="stats"');
+      if (d !== undefined) statsMs.push(d * 1000);
     }
     await sleep(Math.max(0, Math.min(nextRss, nextScrape, end) - performance.now()));
   }
@@ -651,6 +666,7 @@ async function exporterWindow(o: Options, target: Target, exporter: Exporter, mo
     rssMedianMB: median(rss) / 2 ** 20,
     rssMaxMB: Math.max(...rss) / 2 ** 20,
     heapUsedMedianMB: median(heap) / 2 ** 20,
+    statsCollectorMs: statsMs.length ? median(statsMs) : undefined,
   };
   if (last) {
     const want = target.runningIds();
@@ -660,6 +676,7 @@ async function exporterWindow(o: Options, target: Target, exporter: Exporter, mo
     const req0 = sampleValue(first ?? '', 'docker_exporter_docker_requests_total', 'endpoint="/containers/{id}/stats"') ?? 0;
     const req1 = sampleValue(last, 'docker_exporter_docker_requests_total', 'endpoint="/containers/{id}/stats"') ?? 0;
     if (first !== last) result.statsRequestsPerS = (req1 - req0) / ((lastAt - a.at) / 1000 || 1);
+    result.fallbacks = sampleValue(last, 'docker_exporter_stats_fallbacks_total');
     result.collectorSeconds = {};
     for (const m of last.matchAll(/^docker_exporter_collector_duration_seconds\{collector="(\w+)"\} (\S+)/gm)) result.collectorSeconds[m[1]!] = Number(m[2]);
   }
@@ -759,8 +776,6 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
     // Alternate the order of the modes so that drift over the run affects each alike.
     const order = r % 2 === 0 ? o.modes : [...o.modes].reverse();
     for (const mode of order) {
-      // The fake engine's containers have no cgroups: a simulated cgroup tree is still to be built.
-      if (baseMode(mode) === 'cgroupfs' && target.kind !== 'real') continue;
       const m = (run.modes[mode] ??= { windows: [], latency: [], probes: [] });
       const engine = await target.ensureUp();
       const exporter = await Exporter.start(distFor(o, mode), exporterArgs(o, target, mode), { cpuProfDir: profDir });
@@ -775,7 +790,7 @@ async function runTarget(o: Options, target: Target, rounds: number, windowMs: n
         w.disturbed = engine !== (await target.ensureUp());
         if (w.disturbed) log('    the engine restarted during this window: it is left out of the medians');
         m.windows.push(w);
-        log(`    exporter ${w.cpu.exporter!.toFixed(2)}% of a core, RSS ${w.rssMedianMB!.toFixed(1)} MB; ${Object.entries(w.cpu).filter(([k]) => k !== 'exporter').map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}; host busy ${w.hostBusyPct.toFixed(0)}%`);
+        log(`    exporter ${w.cpu.exporter!.toFixed(2)}% of a core, RSS ${w.rssMedianMB!.toFixed(1)} MB; ${Object.entries(w.cpu).filter(([k]) => k !== 'exporter').map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}; host busy ${w.hostBusyPct.toFixed(0)}%${w.fallbacks ? `; ${w.fallbacks} container(s) fell back to the engine` : ''}; stats collector ${fmt(w.statsCollectorMs)} ms a scrape`);
         const l = await latencyBurst(exporter, o.scrapes);
         m.latency.push(l);
         log(`    /metrics p50 ${percentile(l.plainMs, 50).toFixed(1)} ms (gzip ${percentile(l.gzipMs, 50).toFixed(1)} ms), ${l.series} series, ${(l.plainBytes / 1024).toFixed(0)} KiB${l.missing.length ? `; missing: ${l.missing.join(', ')}` : ''}`);
@@ -875,6 +890,8 @@ interface ModeSummary {
   missingConditional: string[];
   hostBusyPct: number;
   fakeSamplesPerS?: number;
+  statsCollectorMs?: number;
+  fallbacks?: number;
 }
 
 function summariseMode(run: TargetRun, mode: string): ModeSummary | undefined {
@@ -924,6 +941,8 @@ function summariseMode(run: TargetRun, mode: string): ModeSummary | undefined {
     missingConditional: lastLatency?.missingConditional ?? [],
     hostBusyPct: median(m.windows.map((w) => w.hostBusyPct)),
     fakeSamplesPerS: opt(m.windows.map((w) => w.fake?.statsSamplesPerS)),
+    statsCollectorMs: opt(m.windows.map((w) => w.statsCollectorMs)),
+    fallbacks: opt(m.windows.map((w) => w.fallbacks)),
   };
 }
 
@@ -970,7 +989,7 @@ function budgets(o: Options, real: TargetRun | undefined, sims: TargetRun[], soa
     if (s) out.push({ what: `every series of the catalogue present (${mode}, real engine)`, limit: 'none missing', measured: s.missing.length ? `missing ${s.missing.join(', ')}` : 'all present', pass: s.missing.length === 0 });
   }
   const sim1000 = sims.find((s) => s.n === 1000);
-  for (const mode of ['poll', 'stream'] as const) {
+  for (const mode of ['poll', 'stream', 'cgroupfs'] as const) {
     const s = sim1000 ? summariseMode(sim1000, mode) : undefined;
     if (!s) continue;
     b(`RSS at 1,000 simulated containers (${mode})`, '≤ 150 MB', s.rssMaxMB, (v) => v <= 150, 'MB');
@@ -1026,14 +1045,16 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
   const modes = o.modes;
   if (real) {
     const s = Object.fromEntries(modes.map((m) => [m, summariseMode(real, m)])) as Record<string, ModeSummary | undefined>;
-    const both = modes.length === 2;
+    // Every other mode side by side with the first (poll by default), as ratios.
+    const others = modes.slice(1);
+    const ratios = (vals: Array<number | undefined>): string => others.map((_, i) => ` | ${ratio(vals[i + 1], vals[0])}`).join('');
     lines.push(`## Real engine, ${real.n} containers`);
     lines.push('');
-    lines.push(`| | ${modes.join(' | ')}${both ? ` | ${modes[1]} / ${modes[0]}` : ''} |`);
-    lines.push(`|---|${modes.map(() => '---:').join('|')}${both ? '|---:' : ''}|`);
+    lines.push(`| | ${modes.join(' | ')}${others.map((m) => ` | ${m} / ${modes[0]}`).join('')} |`);
+    lines.push(`|---|${modes.map(() => '---:').join('|')}${others.map(() => '|---:').join('')}|`);
     const row = (label: string, get: (x: ModeSummary) => number | undefined, f: (v: number | undefined) => string = (v) => fmt(v)): void => {
       const vals = modes.map((m) => (s[m] ? get(s[m]!) : undefined));
-      lines.push(`| ${label} | ${vals.map(f).join(' | ')}${both ? ` | ${ratio(vals[1], vals[0])}` : ''} |`);
+      lines.push(`| ${label} | ${vals.map(f).join(' | ')}${ratios(vals)} |`);
     };
     row('exporter CPU, % of a core', (x) => x.exporterCpuPct);
     row('dockerd + containerd above idle, %', (x) => x.engineCpuPct);
@@ -1044,6 +1065,7 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
     row('exporter heap used / MB', (x) => x.heapUsedMB);
     row('/metrics p50 / ms', (x) => x.p50Ms);
     row('/metrics p99 / ms', (x) => x.p99Ms);
+    row('of which the stats collector (median) / ms', (x) => x.statsCollectorMs);
     row('/metrics gzip p50 / ms', (x) => x.gzipP50Ms);
     row('/metrics gzip p99 / ms', (x) => x.gzipP99Ms);
     row('payload / KiB', (x) => x.bytes / 1024);
@@ -1054,7 +1076,7 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
     row('new container → first series (info)', (x) => x.firstInfoMs, fmtMs);
     row('new container → first stats series', (x) => x.firstStatsMs, fmtMs);
     row('removed container → series gone', (x) => x.goneMs, fmtMs);
-    lines.push(`| removed container gone by the next scrape | ${modes.map((m) => (s[m]?.goneByNextScrape ? 'yes' : 'no')).join(' | ')}${both ? ' | ' : ''} |`);
+    lines.push(`| removed container gone by the next scrape | ${modes.map((m) => (s[m]?.goneByNextScrape ? 'yes' : 'no')).join(' | ')}${others.map(() => ' | ').join('')} |`);
     row('host busy during windows, % of all cores', (x) => x.hostBusyPct, (v) => fmt(v, 0));
     lines.push('');
     lines.push('Idle baseline (no exporter), % of a core, per round: ' + real.baseline.map((b) => Object.entries(b.cpu).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')).join(' | '));
@@ -1072,15 +1094,25 @@ function markdown(meta: Meta, real: TargetRun | undefined, sims: TargetRun[], so
   if (sims.length) {
     lines.push(`## Simulated (fake engine), the exporter's own cost`);
     lines.push('');
-    lines.push('| containers | mode | exporter CPU % | RSS median / max MB | heap MB | p50 / p99 ms (scrapes) | gzip p50 / p99 ms | payload KiB (gzip) | series | stats at end % | engine samples / s |');
-    lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('| containers | mode | exporter CPU % | RSS median / max MB | heap MB | p50 / p99 ms (scrapes) | stats collector ms | gzip p50 / p99 ms | payload KiB (gzip) | series | stats at end % | engine samples / s |');
+    lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const sim of sims) {
       for (const m of modes) {
         const x = summariseMode(sim, m);
         if (!x) continue;
-        lines.push(`| ${sim.n} | ${m} | ${fmt(x.exporterCpuPct)} | ${fmt(x.rssMedianMB)} / ${fmt(x.rssMaxMB)} | ${fmt(x.heapUsedMB)} | ${fmt(x.p50Ms)} / ${fmt(x.p99Ms)} (${x.scrapes}) | ${fmt(x.gzipP50Ms)} / ${fmt(x.gzipP99Ms)} | ${fmt(x.bytes / 1024, 0)} (${fmt(x.gzipBytes / 1024, 0)}) | ${fmt(x.series, 0)} | ${x.statsCoverage === undefined ? '–' : fmt(x.statsCoverage * 100, 0)} | ${fmt(x.fakeSamplesPerS)} |`);
+        lines.push(`| ${sim.n} | ${m} | ${fmt(x.exporterCpuPct)} | ${fmt(x.rssMedianMB)} / ${fmt(x.rssMaxMB)} | ${fmt(x.heapUsedMB)} | ${fmt(x.p50Ms)} / ${fmt(x.p99Ms)} (${x.scrapes}) | ${fmt(x.statsCollectorMs)} | ${fmt(x.gzipP50Ms)} / ${fmt(x.gzipP99Ms)} | ${fmt(x.bytes / 1024, 0)} (${fmt(x.gzipBytes / 1024, 0)}) | ${fmt(x.series, 0)} | ${x.statsCoverage === undefined ? '–' : fmt(x.statsCoverage * 100, 0)} | ${fmt(x.fakeSamplesPerS)} |`);
       }
     }
+    for (const sim of sims) {
+      const first = summariseMode(sim, modes[0]!);
+      for (const m of modes.slice(1)) {
+        const x = summariseMode(sim, m);
+        if (!first || !x) continue;
+        lines.push(`- ${sim.n} simulated, ${m} / ${modes[0]}: exporter CPU ${ratio(x.exporterCpuPct, first.exporterCpuPct)}, /metrics p50 ${ratio(x.p50Ms, first.p50Ms)}, RSS max ${ratio(x.rssMaxMB, first.rssMaxMB)}${baseMode(m) === 'cgroupfs' ? `; containers fallen back to the engine: ${fmt(x.fallbacks, 0)}` : ''}`);
+      }
+    }
+    lines.push('');
+    lines.push('The simulation\'s cgroupfs reads a cgroup v2 tree of regular files on a tmpfs (bench/cgroup-tree.ts), not the kernel\'s: a read there costs about what a kept-open cgroup file costs, but no kernel formats the figures.');
     lines.push('');
   }
   if (soaked) {

@@ -28,6 +28,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CgroupTree } from './cgroup-tree.js';
 
 export type Kind = 'idle' | 'busy' | 'limited' | 'exited';
 
@@ -54,6 +55,12 @@ export interface FakeEngineOptions {
    */
   versionDelayMs?: number;
   fixturesDir?: string;
+  /**
+   * Also keep a simulated host's cgroup v2 tree and /proc for the containers under this directory
+   * (bench/cgroup-tree.ts), for the cgroupfs source (`--path.rootfs <dir>`): each running container
+   * gets a pid of its own (5,000,000 + its index, above any real pid_max) and its files.
+   */
+  rootfs?: string;
 }
 
 export interface FakeEngineStatus {
@@ -276,6 +283,8 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
   const requests: Record<string, number> = {};
   let statsSamples = 0;
   const startedMs = Date.now();
+  const tree = opts.rootfs === undefined ? undefined : new CgroupTree(opts.rootfs);
+  const pidOf = (c: FakeContainer): number => 5_000_000 + c.index;
   /** The host's cumulative CPU time in ns, as system_cpu_usage counts it (2 cores). */
   const hostCpuNs = (ms: number): number => Math.floor(((ms - startedMs) / 1000 + 1_000_000) * 2 * 100) * 1e7;
 
@@ -286,6 +295,25 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
     containers.set(c.id, c);
     byName.set(name, c);
     listCache = {};
+    if (tree && c.running) {
+      const stats = fx.containers[kind].stats.oneShot as { networks?: object };
+      const mode = String((fx.containers[kind].inspect.HostConfig as { NetworkMode?: string }).NetworkMode);
+      const pidsLimit = (fx.containers[kind].inspect.HostConfig as { PidsLimit?: number | null }).PidsLimit;
+      tree.add(
+        {
+          id: c.id,
+          pid: pidOf(c),
+          index,
+          cores: CPU_CORES[kind],
+          interfaces: mode === 'host' || mode === 'none' ? [] : Object.keys(stats.networks ?? {}),
+          netBytesPerS: NET_BYTES_PER_S[kind],
+          pidsMax: pidsLimit ?? undefined,
+          io: kind === 'limited',
+          createdMs: atMs,
+        },
+        Date.now(),
+      );
+    }
     return c;
   }
 
@@ -307,6 +335,7 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
     doc.Created = engineTime(c.createdMs);
     (doc.Config as Record<string, unknown>).Labels = { ...((doc.Config as { Labels?: object }).Labels ?? {}), 'fake-engine': '1' };
     if (c.running) (doc.State as Record<string, unknown>).StartedAt = engineTime(c.createdMs + 50);
+    if (tree && c.running) (doc.State as Record<string, unknown>).Pid = pidOf(c);
     c.inspectJson = JSON.stringify(doc);
     return c.inspectJson;
   }
@@ -448,6 +477,9 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
         }, opts.healthIntervalMs)
       : undefined;
 
+  // The tree's moving counters, every 5 s (its files are rewritten in place, ~1,000 × 3 small writes).
+  const treeTimer = tree ? setInterval(() => tree.tick(), 5000) : undefined;
+
   for (let i = 0; i < opts.containers; i++) create(KIND_CYCLE[i % KIND_CYCLE.length]!, startedMs - 3600_000 + i);
 
   function add(kind: Kind = 'busy'): string {
@@ -466,6 +498,7 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
     }
     containers.delete(c.id);
     byName.delete(c.name);
+    tree?.remove(c.id);
     listCache = {};
     for (const res of c.streams) res.end();
     c.streams.clear();
@@ -713,6 +746,8 @@ export async function startFakeEngine(opts: FakeEngineOptions): Promise<FakeEngi
     status,
     async close() {
       clearInterval(ticker);
+      if (treeTimer) clearInterval(treeTimer);
+      tree?.close();
       if (healthTimer) clearInterval(healthTimer);
       for (const s of eventStreams) s.res.end();
       for (const c of containers.values()) for (const r of c.streams) r.end();
@@ -741,7 +776,7 @@ async function main(args: string[]): Promise<void> {
   const socketPath = argValue(args, '--socket');
   const n = Number(argValue(args, '--containers') ?? '100');
   if (!socketPath || !Number.isInteger(n) || n < 0) {
-    process.stderr.write('usage: fake-engine.ts --socket PATH [--containers N] [--tick MS] [--health-interval MS] [--df-delay MS]\n');
+    process.stderr.write('usage: fake-engine.ts --socket PATH [--containers N] [--tick MS] [--health-interval MS] [--df-delay MS] [--rootfs DIR]\n');
     process.exit(2);
   }
   const engine = await startFakeEngine({
@@ -750,6 +785,7 @@ async function main(args: string[]): Promise<void> {
     tickMs: Number(argValue(args, '--tick') ?? 1000),
     healthIntervalMs: Number(argValue(args, '--health-interval') ?? 0),
     dfDelayMs: Number(argValue(args, '--df-delay') ?? 0),
+    rootfs: argValue(args, '--rootfs'),
   });
   process.stdout.write(JSON.stringify({ msg: 'listening', socket: socketPath, containers: n, pid: process.pid }) + '\n');
   const stop = (): void => void engine.close().then(() => process.exit(0));

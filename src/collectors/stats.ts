@@ -8,6 +8,7 @@ import { setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseStats, type StatsSample } from '../parse/stats.js';
+import { detectCgroupLayoutSync } from '../stats/cgroup-files.js';
 import { CgroupfsSource } from '../stats/cgroupfs.js';
 import { EnginePollSource } from '../stats/engine-poll.js';
 import { EngineStreamSource } from '../stats/engine-stream.js';
@@ -25,8 +26,8 @@ type SourceKind = 'cgroupfs' | 'engine-poll' | 'engine-stream';
 function cgroupfsUnusable(config: Config): string | undefined {
   if (!/^(unix|npipe):\/\//.test(config.docker.host)) return `the engine at ${config.docker.host} is not local`;
   const root = path.join(config.path.sysfs, 'fs', 'cgroup');
-  const known = ['cgroup.controllers', 'cpuacct', 'cpu,cpuacct'].some((entry) => fs.existsSync(path.join(root, entry)));
-  if (!known) return `no cgroup filesystem at ${root}`;
+  // The same test as the source's own, at its first read.
+  if (!detectCgroupLayoutSync(root, fs.existsSync)) return `no cgroup filesystem at ${root}`;
   if (!fs.existsSync(path.join(config.path.procfs, 'self', 'cgroup'))) return `no /proc at ${config.path.procfs}`;
   return undefined;
 }
@@ -317,7 +318,7 @@ export class StatsCollector implements Collector, StatsSink {
     let t = this.tracked.get(record.id);
     let fresh = true;
     if (!t) {
-      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds, pid: record.pid, networkMode: record.networkMode };
+      t = { id: record.id, raw: undefined, parsed: undefined, startedAt: record.startedAtSeconds, pid: record.pid, networkMode: record.networkMode, cpuQuota: record.spec.cpuQuota > 0 };
       this.tracked.set(record.id, t);
     } else if (t.startedAt !== record.startedAtSeconds) {
       // Samples of the previous run are not this run's: its counters started again from zero.
@@ -329,6 +330,8 @@ export class StatsCollector implements Collector, StatsSink {
     }
     t.pid = record.pid;
     t.networkMode = record.networkMode;
+    // `docker update --cpus` changes it within the run: read at the next scrape.
+    t.cpuQuota = record.spec.cpuQuota > 0;
     this.source.follow(t, fresh);
   }
 

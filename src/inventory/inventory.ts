@@ -370,10 +370,21 @@ export class Inventory extends EventEmitter<InventoryEvents> {
       else this.pendingOoms.set(id, (this.pendingOoms.get(id) ?? 0) + 1);
     }
     if (REFRESH_ACTIONS.has(action)) void this.refresh(id);
-    else if (action === 'exec_die' && (this.records.get(id)?.health ?? 'none') !== 'none') this.refreshAfterProbe(id);
+    else if (action === 'exec_die' && (this.records.get(id)?.health ?? 'none') !== 'none') this.refreshAfterProbe(id, event.attributes.exitCode);
   }
 
-  private refreshAfterProbe(id: string): void {
+  /**
+   * After an exec of a health-checked container ends: re-read it only when the failing streak may
+   * have changed. The engine keeps the streak at 0 after a passing probe, so an exit code of 0 on a
+   * container whose streak is 0 changes nothing inspect would show (a status change comes with its
+   * own health_status event). That is every probe of a healthy container, nearly all of them: at
+   * 100 containers, 15 of them health-checked every 30 s, one inspect every 2 s before this. A
+   * failing probe (its streak grows), a passing one after failures (it resets) and an exec_die
+   * without an exit code (older engines) are re-read. An exec_die does not say whether it was a
+   * probe: a `docker exec` is judged alike, and changes no health fact either way.
+   */
+  private refreshAfterProbe(id: string, exitCode: string | undefined): void {
+    if (exitCode === '0' && this.records.get(id)?.failingStreak === 0) return;
     if (this.probeTimers.has(id)) return;
     this.probeTimers.set(
       id,

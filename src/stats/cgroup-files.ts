@@ -1,4 +1,4 @@
-import { readFile, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFile, readFileSync, readSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { parseBlkio, parseCgroupLimit, parseCgroupValue, parseIoStat, parseKeyed, parseNetDev, parsePressure, parseProcCgroup, type ProcCgroup } from '../parse/cgroup.js';
 import type { NetworkSample, StatsSample } from '../parse/stats.js';
@@ -20,8 +20,11 @@ import type { NetworkSample, StatsSample } from '../parse/stats.js';
 // 100 containers in flight), ~1.5 ms (~2.5 ms) with fs.promises.readFile. For comparison, the
 // engine path costs ~2 ms of engine and ~1.5 ms of Node CPU per sample.
 
-/** Reads one file whole; undefined when it does not exist (the cgroup or process went away). Rejects on other errors. */
-export type ReadFile = (path: string) => Promise<string | undefined>;
+/**
+ * Reads one file whole; undefined when it does not exist (the cgroup or process went away), null
+ * when it is there but not to be read (a PSI file the kernel refuses: left out). Rejects on other errors.
+ */
+export type ReadFile = (path: string) => Promise<string | null | undefined>;
 
 /** Whether a path exists, symlinks followed. */
 export type Exists = (path: string) => Promise<boolean>;
@@ -94,6 +97,12 @@ export interface ReadOptions {
   netDev?: string;
   /** The clock for `read`, in ms since the epoch (tests fix it). */
   now?: () => number;
+  /**
+   * False: the container's CFS throttling is not wanted (it has no CPU quota, and the collector
+   * renders throttling only with one), so v1's `cpu.stat`, which holds nothing else, is not read.
+   * v2's holds the CPU usage too: read regardless.
+   */
+  throttling?: boolean;
 }
 
 type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -101,22 +110,36 @@ type V1Controller = (typeof V1_CONTROLLERS)[number];
 /** The v1 controllers the engine reads stats from. */
 const V1_CONTROLLERS = ['cpuacct', 'cpu', 'memory', 'pids', 'blkio'] as const;
 
+/** The entries under a cgroup root that tell its layout (detectCgroupLayout's only inputs). */
+const LAYOUT_MARKERS = ['cgroup.controllers', 'cpuacct', 'cpu,cpuacct', 'memory', 'unified/cgroup.controllers'] as const;
+
+type LayoutMarker = (typeof LAYOUT_MARKERS)[number];
+
 /**
  * Tells v2 (unified: `<root>/cgroup.controllers`) from v1 (per-controller directories, plus
  * `<root>/unified` on a hybrid host), as runc does (https://github.com/opencontainers/runc/blob/main/docs/cgroup-v2.md).
  * Undefined when `root` holds no cgroup filesystem.
  */
 export async function detectCgroupLayout(root: string, exists: Exists): Promise<CgroupLayout | undefined> {
-  const r = root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
-  if (await exists(`${r}/cgroup.controllers`)) return { version: 2, root: r };
-  const [cpuacct, coMounted, memory, unified] = await Promise.all([
-    exists(`${r}/cpuacct`),
-    exists(`${r}/cpu,cpuacct`),
-    exists(`${r}/memory`),
-    exists(`${r}/unified/cgroup.controllers`),
-  ]);
-  if (!cpuacct && !coMounted && !memory) return undefined;
-  return unified ? { version: 1, root: r, unified: `${r}/unified` } : { version: 1, root: r };
+  const r = trimRoot(root);
+  const present = await Promise.all(LAYOUT_MARKERS.map((m) => exists(`${r}/${m}`)));
+  return layoutFrom(r, new Set(LAYOUT_MARKERS.filter((_, i) => present[i])));
+}
+
+/** detectCgroupLayout with a synchronous exists (fs.existsSync), for a choice made at start-up. */
+export function detectCgroupLayoutSync(root: string, exists: (path: string) => boolean): CgroupLayout | undefined {
+  const r = trimRoot(root);
+  return layoutFrom(r, new Set(LAYOUT_MARKERS.filter((m) => exists(`${r}/${m}`))));
+}
+
+function trimRoot(root: string): string {
+  return root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
+}
+
+function layoutFrom(r: string, has: ReadonlySet<LayoutMarker>): CgroupLayout | undefined {
+  if (has.has('cgroup.controllers')) return { version: 2, root: r };
+  if (!has.has('cpuacct') && !has.has('cpu,cpuacct') && !has.has('memory')) return undefined;
+  return has.has('unified/cgroup.controllers') ? { version: 1, root: r, unified: `${r}/unified` } : { version: 1, root: r };
 }
 
 /**
@@ -290,7 +313,7 @@ export async function readCgroupSample(location: CgroupLocation, read: ReadFile,
   const texts = await Promise.all([
     get(f.cpuUsage),
     get(f.cpuTicks),
-    get(f.cpuStat),
+    get(location.version === 1 && options.throttling === false ? undefined : f.cpuStat),
     get(f.memoryUsage),
     get(f.memoryMaxUsage),
     get(f.memoryStat),
@@ -469,6 +492,139 @@ export function readCgroupFileInPool(path: string): Promise<string | undefined> 
       else reject(err);
     });
   });
+}
+
+/** Scratch for the reads below: they are synchronous, so one buffer serves every file. */
+let scratch = Buffer.allocUnsafe(16 * 1024);
+
+/**
+ * The text of an open cgroup or proc file, read from offset 0 with pread. These are seq_files: one
+ * read fills the buffer with every record that fits and stops short only at the end, so a short
+ * read is the whole file (no second read to see EOF, which readFileSync makes, with an fstat).
+ */
+function readOpen(fd: number): string {
+  let n = readSync(fd, scratch, 0, scratch.length, 0);
+  while (n === scratch.length) {
+    const bigger = Buffer.allocUnsafe(scratch.length * 2);
+    scratch.copy(bigger, 0, 0, n);
+    scratch = bigger;
+    n += readSync(fd, scratch, n, scratch.length - n, n);
+  }
+  return scratch.toString('utf8', 0, n);
+}
+
+/** File descriptors the FileCaches of one source hold open, and how many they may. */
+export class FdBudget {
+  open = 0;
+  constructor(readonly max: number) {}
+
+  /**
+   * The budget for this process: what RLIMIT_NOFILE leaves after a quarter of it (at least 1,024)
+   * for sockets and everything else, and at most 32,768. Each open cgroup file holds its seq_file
+   * buffer in the kernel: 4.6 KiB of unreclaimable slab a file, measured (8,000 files read and kept
+   * open, /proc/meminfo before and after), so ~65 KiB a v1 container (14 files), next to the
+   * several MB of the container's own shim; 150 MB at the cap. Every open descriptor also makes
+   * the process_open_fds gauge dearer: it lists /proc/self/fd at each scrape, ~1.7 µs an entry.
+   */
+  static forThisProcess(procfs = '/proc'): FdBudget {
+    let soft = 1024;
+    try {
+      const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`${procfs}/self/limits`, 'utf8'));
+      if (m) soft = m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+    } catch {
+      // No /proc/self/limits: assume the common default.
+    }
+    return new FdBudget(Math.max(0, Math.min(FD_CAP, soft - Math.max(1024, Math.floor(soft / 4)))));
+  }
+}
+
+const FD_CAP = 32_768;
+
+/**
+ * One container's cgroup files, kept open between scrapes and read again at offset 0: one pread a
+ * file instead of open, fstat, two reads and close. Measured on this project's test VM (Linux 6.18,
+ * hybrid v1, 15 files of a running container, median of 2,000 rounds): 220 µs of CPU a container
+ * with readFileSync, 168 µs with open/read/close into one buffer, 43 µs with the files kept open.
+ * Files under `keepUnder` (the cgroup root) and `keepAlso` (the container's `/proc/<pid>/net/dev`)
+ * are kept open, within the shared `budget`; others are opened for each read. An open net/dev holds
+ * the container's network namespace while it is open (the sample is of that namespace, so a reused
+ * pid cannot show another's): its owner closes the cache when the container stops, restarts or its
+ * cgroup goes. Opening it is the dearest of these files (~23 µs, a procfs lookup of the pid; the
+ * profile of a scrape at 100 containers: 2.3 ms of opens of the 14 ms of reads). A file of a
+ * removed cgroup answers ENODEV: gone, and closed.
+ * A PSI file the kernel refuses (EOPNOTSUPP) is not asked again: null from then on. No text is
+ * cached: with its file open, a limit (pids.max) costs ~2.5 µs a read (the profile of a scrape at
+ * 100 containers: 3.2 ms of preads in all), less than keeping it right across `docker update` is worth.
+ */
+export class FileCache {
+  private readonly fds = new Map<string, number>();
+  private readonly refused = new Set<string>();
+
+  constructor(
+    private readonly budget: FdBudget,
+    private readonly keepUnder: string,
+    private readonly keepAlso?: string,
+  ) {}
+
+  /** A ReadFile over this cache. */
+  readonly read: ReadFile = (path) => {
+    try {
+      return Promise.resolve(this.readNow(path));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
+
+  /** Open descriptors of this cache (for tests). */
+  get openFiles(): number {
+    return this.fds.size;
+  }
+
+  private readNow(path: string): string | null | undefined {
+    if (this.refused.has(path)) return null;
+    let fd = this.fds.get(path);
+    let keep = fd !== undefined;
+    try {
+      if (fd === undefined) {
+        fd = openSync(path, 'r');
+        if (this.budget.open < this.budget.max && (path.startsWith(this.keepUnder) || path === this.keepAlso)) {
+          this.fds.set(path, fd);
+          this.budget.open++;
+          keep = true;
+        }
+      }
+      return readOpen(fd);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (keep) this.drop(path);
+      if (code === 'EOPNOTSUPP' && path.endsWith('.pressure')) {
+        this.refused.add(path);
+        return null;
+      }
+      if (code !== undefined && GONE.has(code)) return undefined;
+      throw err;
+    } finally {
+      if (!keep && fd !== undefined) closeSync(fd);
+    }
+  }
+
+  private drop(path: string): void {
+    const fd = this.fds.get(path);
+    if (fd === undefined) return;
+    this.fds.delete(path);
+    this.budget.open--;
+    try {
+      closeSync(fd);
+    } catch {
+      // Closed already: nothing to release.
+    }
+  }
+
+  /** Closes every file (the container stopped, restarted or is no longer followed). */
+  close(): void {
+    for (const path of [...this.fds.keys()]) this.drop(path);
+    this.refused.clear();
+  }
 }
 
 /** The exporter's Exists: fs.promises.access (an unreadable path counts as absent). */

@@ -14,6 +14,8 @@ export interface Target {
   pid: number;
   /** `HostConfig.NetworkMode`: `host`, `none` and `container:<id>` have no network of their own. */
   networkMode: string;
+  /** Whether it has a CPU quota: its throttling is rendered only then (as cAdvisor). */
+  cpuQuota: boolean;
 }
 
 /** Where a source hands what it reads, and asks what it is to read. */

@@ -1,9 +1,13 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseStats, type StatsSample } from '../../src/parse/stats.js';
 import {
   detectCgroupLayout,
+  detectCgroupLayoutSync,
+  FdBudget,
+  FileCache,
   locateCgroup,
   pathExists,
   readCgroupFile,
@@ -237,6 +241,15 @@ describe('locateCgroup on each layout', () => {
     expect(await detectCgroupLayout(path.join(DIR, 'nowhere'), exists)).toBeUndefined();
   });
 
+  it('tells them apart alike with a synchronous exists (the collector\'s choice for auto at start-up)', async () => {
+    const sets = [['/r/cgroup.controllers'], ['/r/memory'], ['/r/cpuacct'], ['/r/cpu,cpuacct', '/r/unified/cgroup.controllers'], ['/r/unified/cgroup.controllers'], []];
+    for (const paths of sets) {
+      const all = new Set(paths);
+      expect(detectCgroupLayoutSync('/r/', (p) => all.has(p)), paths.join(' ')).toEqual(await detectCgroupLayout('/r/', fakeExists(paths)));
+    }
+    for (const tree of TREES) expect(detectCgroupLayoutSync(root(tree), fs.existsSync), tree).toEqual(await layoutOf(tree));
+  });
+
   it('finds nothing rather than a wrong directory', async () => {
     const v2: CgroupLayout = { version: 2, root: '/r' };
     const ok = fakeExists(['/r/docker/x/cpu.stat', '/r/system.slice/docker-x.scope/cpu.stat']);
@@ -348,6 +361,25 @@ describe('readCgroupSample', () => {
     await expect(readCgroupSample(location, denied)).rejects.toThrow('EACCES');
   });
 
+  it('does not read v1 cpu.stat (throttling only) when throttling is not wanted, and reads v2\'s (CPU usage) regardless', async () => {
+    const v1 = (await sampleOf('v1-cgroupfs')).location;
+    const read: string[] = [];
+    const counting: ReadFile = (p) => {
+      read.push(p);
+      return readCgroupFile(p);
+    };
+    const s1 = await readCgroupSample(v1, counting, { throttling: false });
+    expect(read).not.toContain(v1.files.cpuStat);
+    expect(read).toHaveLength(Object.keys(v1.files).length - 1);
+    expect(s1?.cfsPeriods).toBeUndefined();
+    expect(s1?.cpuTotalSeconds).toBe((await sampleOf('v1-cgroupfs')).sample.cpuTotalSeconds);
+    const v2 = (await sampleOf('v2-systemd')).location;
+    read.length = 0;
+    const s2 = await readCgroupSample(v2, counting, { throttling: false });
+    expect(read).toContain(v2.files.cpuStat);
+    expect(s2?.cpuTotalSeconds).toBe(1);
+  });
+
   it('takes the time of the sample from the clock after reading', async () => {
     const { location } = await sampleOf('v2-systemd');
     const before = Date.now() / 1000;
@@ -372,6 +404,96 @@ describe('readCgroupSample', () => {
     expect(s?.memorySwapBytes).toBe(0);
     expect(s?.memoryWorkingSetBytes).toBe(0);
     expect(s?.memoryUsageBytes).toBe(1000);
+  });
+});
+
+describe('FileCache (the files of one container kept open between scrapes)', () => {
+  it('gives the same sample as readCgroupFile for every tree, twice over the same open files', async () => {
+    for (const tree of TREES) {
+      for (const c of cases(tree)) {
+        const located = await locate(tree, c);
+        if (!located.found) continue;
+        const netDev = c.netDev ? path.join(DIR, tree, 'proc', String(c.pid), 'net/dev') : undefined;
+        const want = await readCgroupSample(located.location, readCgroupFile, { netDev, now: () => c.now });
+        const cache = new FileCache(new FdBudget(100), root(tree));
+        for (let i = 0; i < 2; i++) expect(await readCgroupSample(located.location, cache.read, { netDev, now: () => c.now }), `${tree}/${c.name}`).toEqual(want);
+        // Every cgroup file stays open; net/dev (outside the cgroup root) is opened for each read.
+        expect(cache.openFiles, `${tree}/${c.name}`).toBe(Object.keys(located.location.files).length);
+        cache.close();
+        expect(cache.openFiles).toBe(0);
+      }
+    }
+  });
+
+  it('keeps the container\'s net/dev open too when told to (keepAlso), and nothing else outside the root', async () => {
+    const c = cases('v1-cgroupfs')[0]!;
+    const located = await locate('v1-cgroupfs', c);
+    if (!located.found) throw new Error(located.reason);
+    const netDev = path.join(DIR, 'v1-cgroupfs/proc', String(c.pid), 'net/dev');
+    const want = await readCgroupSample(located.location, readCgroupFile, { netDev, now: () => 0 });
+    const cache = new FileCache(new FdBudget(100), root('v1-cgroupfs'), netDev);
+    expect(await readCgroupSample(located.location, cache.read, { netDev, now: () => 0 })).toEqual(want);
+    expect(cache.openFiles).toBe(Object.keys(located.location.files).length + 1);
+    expect(await cache.read(path.join(DIR, 'v1-cgroupfs/cases.json'))).toBe(fs.readFileSync(path.join(DIR, 'v1-cgroupfs/cases.json'), 'utf8'));
+    expect(cache.openFiles).toBe(Object.keys(located.location.files).length + 1);
+    cache.close();
+  });
+
+  it('keeps no more files open than its budget, shared between caches, and reads the rest anyway', async () => {
+    const { location } = await sampleOf('v1-cgroupfs');
+    const budget = new FdBudget(20);
+    const a = new FileCache(budget, root('v1-cgroupfs'));
+    const b = new FileCache(budget, root('v1-cgroupfs'));
+    const want = await readCgroupSample(location, readCgroupFile, { now: () => 0 });
+    expect(await readCgroupSample(location, a.read, { now: () => 0 })).toEqual(want);
+    expect(await readCgroupSample(location, b.read, { now: () => 0 })).toEqual(want);
+    expect(a.openFiles).toBe(14);
+    expect(b.openFiles).toBe(6);
+    expect(budget.open).toBe(20);
+    a.close();
+    expect(budget.open).toBe(6);
+    b.close();
+    expect(budget.open).toBe(0);
+  });
+
+  it('reads a file longer than its buffer whole, sees a rewritten one anew, and a missing one as gone', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'filecache-'));
+    try {
+      const file = path.join(dir, 'io.stat');
+      const long = Array.from({ length: 2000 }, (_, i) => `8:${i} rbytes=${i} wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n`).join('');
+      expect(long.length).toBeGreaterThan(64 * 1024);
+      fs.writeFileSync(file, long);
+      const cache = new FileCache(new FdBudget(10), dir);
+      expect(await cache.read(file)).toBe(long);
+      // Kept open, read at offset 0 again: what the file holds now.
+      fs.writeFileSync(file, '8:0 rbytes=1\n');
+      expect(await cache.read(file)).toBe('8:0 rbytes=1\n');
+      expect(await cache.read(path.join(dir, 'memory.peak'))).toBeUndefined();
+      await expect(cache.read(path.join(dir, '..'))).rejects.toThrow(/EISDIR/);
+      expect(cache.openFiles).toBe(1);
+      cache.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('sizes the budget from RLIMIT_NOFILE: a quarter (at least 1,024) left for the rest, at most 32,768', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'limits-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'self'));
+      const limits = (soft: string): number => {
+        fs.writeFileSync(path.join(dir, 'self/limits'), `Limit                     Soft Limit           Hard Limit           Units     \nMax open files            ${soft}                1048576              files     \n`);
+        return FdBudget.forThisProcess(dir).max;
+      };
+      expect(limits('1024')).toBe(0);
+      expect(limits('4096')).toBe(3072);
+      expect(limits('20000')).toBe(15000);
+      expect(limits('1048576')).toBe(32768);
+      expect(limits('unlimited')).toBe(32768);
+      expect(FdBudget.forThisProcess(path.join(dir, 'none')).max).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
   });
 });
 

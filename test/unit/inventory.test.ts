@@ -109,6 +109,30 @@ describe('Inventory', () => {
     await until(() => inventory.get(id)?.failingStreak === 4);
   });
 
+  it('does not re-read a health-checked container after a passing probe while its streak is 0, and does after a failing one or the first pass after failures', async () => {
+    const engine = new FakeEngine();
+    const id = hexId(4);
+    engine.put(id, 'hc', { health: 'healthy', failingStreak: 0 });
+    const { inventory } = rig([], engine);
+    inventory.start();
+    await until(() => inventory.current);
+    const probe = (exitCode: string): void => void engine.send({ type: 'container', action: 'exec_die', id, attributes: { execID: 'e', exitCode } });
+    const before = engine.inspects.length;
+    probe('0');
+    probe('0');
+    // Past the settle delay (250 ms): a re-read would have been sent by now.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(engine.inspects.length).toBe(before);
+    engine.put(id, 'hc', { health: 'healthy', failingStreak: 1 });
+    probe('1');
+    await until(() => inventory.get(id)?.failingStreak === 1);
+    expect(engine.inspects.length).toBe(before + 1);
+    engine.put(id, 'hc', { health: 'healthy', failingStreak: 0 });
+    probe('0');
+    await until(() => inventory.get(id)?.failingStreak === 0);
+    expect(engine.inspects.length).toBe(before + 2);
+  });
+
   it('does not bring back a container whose inspect answer arrives after its destroy event', async () => {
     const engine = new FakeEngine();
     const { inventory } = rig([], engine);
