@@ -69,20 +69,26 @@ describe('the cgroupfs stats source against the real engine', () => {
     await docker(['pause', ...frozen]);
     try {
       // The engine source's next round samples the paused containers.
-      const pausedAt = Date.now() / 1000;
-      const e = await waitFor('engine samples taken after the pause', async () => {
+      const engineSampleAfter = (t: number, what: string) => waitFor(what, async () => {
         const s = await scrape(engine);
-        return frozen.every((id) => (value(s, 'container_last_seen', { id }) ?? 0) > pausedAt + 0.5) && s;
+        return frozen.every((id) => (value(s, 'container_last_seen', { id }) ?? 0) > t + 0.5) && s;
       }, 20_000, 250);
+      const e = await engineSampleAfter(Date.now() / 1000, 'engine samples taken after the pause');
+      const readAt = Date.now() / 1000;
       const c = await scrape(cgroupfs);
+      // A paused cgroup's memory can still move a little (the kernel reclaims or charges a few
+      // pages: once 112 KiB, seen as a 1-in-5 failure): the cgroupfs reading is held against the
+      // engine's samples on both sides of it, and must equal one of them within 1 %.
+      const after = await engineSampleAfter(readAt, 'engine samples taken after the cgroupfs read');
       const compared: string[] = [];
       const same = (metric: string, labels: Record<string, string>): void => {
         const a = value(c, metric, labels);
-        const b = value(e, metric, labels);
-        expect(b, `${metric} ${JSON.stringify(labels)} from the engine`).toBeDefined();
+        const before = value(e, metric, labels);
+        const later = value(after, metric, labels);
+        expect(before, `${metric} ${JSON.stringify(labels)} from the engine`).toBeDefined();
         expect(a, `${metric} ${JSON.stringify(labels)} from cgroupfs`).toBeDefined();
-        const tolerance = Math.max(Math.abs(b!) * 0.01, 1e-9);
-        expect(Math.abs(a! - b!), `${metric} ${JSON.stringify(labels)}: cgroupfs ${a}, engine ${b}`).toBeLessThanOrEqual(tolerance);
+        const off = (b: number | undefined): number => (b === undefined ? Infinity : Math.abs(a! - b) / Math.max(Math.abs(b), 1e-7));
+        expect(Math.min(off(before), off(later)), `${metric} ${JSON.stringify(labels)}: cgroupfs ${a}, engine ${before} before and ${later} after`).toBeLessThanOrEqual(0.01);
         compared.push(`${metric}=${a}`);
       };
       for (const id of frozen) {
