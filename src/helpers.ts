@@ -57,3 +57,51 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, expired: () => 
   });
   return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Runs `work(key)` under a shared concurrency limit, one run at a time per key, coalescing asks:
+ * an ask while that key's run is still queued is served by it (its answer will reflect the change
+ * already); an ask while it is in flight owes one more run after it, however many asks came. The
+ * promise settles when the key has no run queued or owed. Used for the inventory's inspects and the
+ * image references' resolves, where a burst of events about one object must cost one request.
+ */
+export class CoalescingRunner<K> {
+  private readonly pending = new Map<K, { started: boolean; again: boolean; done: Promise<void> }>();
+
+  constructor(
+    private readonly limit: <T>(fn: () => Promise<T>) => Promise<T>,
+    private readonly work: (key: K) => Promise<void>,
+    /** Once true, no further run starts (an owed one included). */
+    private readonly stopped: () => boolean,
+  ) {}
+
+  /** Keys with a run queued, in flight or owed. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  run(key: K): Promise<void> {
+    const pending = this.pending.get(key);
+    if (pending) {
+      if (pending.started) pending.again = true;
+      return pending.done;
+    }
+    const slot = { started: false, again: false, done: Promise.resolve() };
+    this.pending.set(key, slot);
+    slot.done = (async () => {
+      try {
+        do {
+          slot.again = false;
+          slot.started = false;
+          await this.limit(() => {
+            slot.started = true;
+            return this.work(key);
+          });
+        } while (slot.again && !this.stopped());
+      } finally {
+        this.pending.delete(key);
+      }
+    })();
+    return slot.done;
+  }
+}

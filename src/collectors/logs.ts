@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Counter } from 'prom-client';
 import { SeriesMetric } from '../exposition.js';
-import { DistinctFailures } from '../helpers.js';
+import { DistinctFailures, setIfDefined } from '../helpers.js';
 import type { ContainerRecord } from '../inventory/inventory.js';
 import type { CollectorModule } from './collector.js';
 
@@ -60,11 +60,10 @@ export const logsCollector: CollectorModule = {
     const logged = new DistinctFailures();
     const log = logger.child({ collector: 'logs' });
 
-    const measure = async (r: ContainerRecord, seen: Set<LogFailure>): Promise<void> => {
+    const measure = async (r: ContainerRecord, seen: Set<LogFailure>): Promise<number | undefined> => {
       const file = path.join(config.path.rootfs, r.logPath);
       try {
-        const st = await fs.stat(file);
-        size.set(r.promLabels, st.size);
+        return (await fs.stat(file)).size;
       } catch (err) {
         const reason = failureOf(err);
         failures.inc({ reason });
@@ -80,7 +79,10 @@ export const logsCollector: CollectorModule = {
         const seen = new Set<LogFailure>();
         size.beginRefill();
         try {
-          await Promise.all(inventory.list().filter((r) => FILE_LOG_DRIVERS.has(r.logDriver) && r.logPath !== '').map((r) => measure(r, seen)));
+          const measured = inventory.list().filter((r) => FILE_LOG_DRIVERS.has(r.logDriver) && r.logPath !== '');
+          const sizes = await Promise.all(measured.map((r) => measure(r, seen)));
+          // Set in the inventory's order, not as the stats complete: the same order every scrape.
+          measured.forEach((r, i) => setIfDefined(size, r.promLabels, sizes[i]));
         } finally {
           size.endRefill();
         }

@@ -4,7 +4,7 @@ import { Backoff } from '../backoff.js';
 import type { EngineApi } from '../docker/client.js';
 import { isNotFound } from '../docker/errors.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
-import { DistinctFailures } from '../helpers.js';
+import { CoalescingRunner, DistinctFailures } from '../helpers.js';
 import { baseAction } from '../parse/event.js';
 import { PayloadError } from '../parse/guards.js';
 import { parseImageId } from '../parse/image.js';
@@ -50,9 +50,8 @@ export class ImageRefs {
   /** Container id → the reference it was created from, and how many containers use each reference. */
   private readonly refOf = new Map<string, string>();
   private readonly users = new Map<string, number>();
-  private readonly limit = pLimit(RESOLVE_CONCURRENCY);
-  /** Per reference: a resolve queued or in flight, and whether another is owed after it. */
-  private readonly resolving = new Map<string, { started: boolean; again: boolean }>();
+  /** Per reference: one resolve at a time, asks while it runs coalesced into one more. */
+  private readonly resolving = new CoalescingRunner<string>(pLimit(RESOLVE_CONCURRENCY), (ref) => this.resolveOnce(ref), () => this.stopped);
   /** References whose last resolve failed (not a 404), retried with backoff. */
   private readonly failed = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
@@ -152,29 +151,7 @@ export class ImageRefs {
 
   /** Inspects `ref`; coalesces: asked again while in flight, it runs once more afterwards. */
   private resolve(ref: string): void {
-    if (this.stopped) return;
-    const pending = this.resolving.get(ref);
-    if (pending) {
-      // Queued but not sent yet: its answer will already reflect this change.
-      if (pending.started) pending.again = true;
-      return;
-    }
-    const slot = { started: false, again: false };
-    this.resolving.set(ref, slot);
-    void (async () => {
-      try {
-        do {
-          slot.again = false;
-          slot.started = false;
-          await this.limit(() => {
-            slot.started = true;
-            return this.resolveOnce(ref);
-          });
-        } while (slot.again && !this.stopped);
-      } finally {
-        this.resolving.delete(ref);
-      }
-    })();
+    if (!this.stopped) void this.resolving.run(ref);
   }
 
   private async resolveOnce(ref: string): Promise<void> {

@@ -8,7 +8,7 @@ import { isNotFound } from '../docker/errors.js';
 import { ConfigError } from '../errors.js';
 import { EventStream } from '../docker/event-stream.js';
 import type { ExporterMetrics } from '../exporter-metrics.js';
-import { safeEmit } from '../helpers.js';
+import { CoalescingRunner, safeEmit } from '../helpers.js';
 import { LoopHealth, type Pass } from '../loop-health.js';
 import { parseContainerInspect, parseContainerList, type ContainerInfo, type ListedContainer } from '../parse/container.js';
 import { dockerAction, type EngineEvent } from '../parse/event.js';
@@ -141,9 +141,8 @@ export class Inventory extends EventEmitter<InventoryEvents> {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly health: LoopHealth;
   private readonly stream: EventStream;
-  private readonly limit = pLimit(INSPECT_CONCURRENCY);
-  /** Per container: a refresh queued or in flight, and whether another is owed after it. */
-  private readonly refreshing = new Map<string, { started: boolean; again: boolean; done: Promise<void> }>();
+  /** Per container: one inspect at a time, a burst of events about it coalesced into one more. */
+  private readonly refreshing = new CoalescingRunner<string>(pLimit(INSPECT_CONCURRENCY), (id) => this.inspectOnce(id), () => this.stopped);
   /** oom events that arrived before the container's first inspect. */
   private readonly pendingOoms = new Map<string, number>();
   private readonly tombstones = new Set<string>();
@@ -400,29 +399,7 @@ export class Inventory extends EventEmitter<InventoryEvents> {
    * once the container's facts are at least as new as the call.
    */
   private refresh(id: string): Promise<void> {
-    const pending = this.refreshing.get(id);
-    if (pending) {
-      // Queued but not sent yet: its answer will already reflect this event.
-      if (pending.started) pending.again = true;
-      return pending.done;
-    }
-    const slot = { started: false, again: false, done: Promise.resolve() };
-    this.refreshing.set(id, slot);
-    slot.done = (async () => {
-      try {
-        do {
-          slot.again = false;
-          slot.started = false;
-          await this.limit(() => {
-            slot.started = true;
-            return this.inspectOnce(id);
-          });
-        } while (slot.again && !this.stopped);
-      } finally {
-        this.refreshing.delete(id);
-      }
-    })();
-    return slot.done;
+    return this.refreshing.run(id);
   }
 
   private async inspectOnce(id: string): Promise<void> {
