@@ -122,10 +122,12 @@ describe.each(ENGINES)('events collector against the real engine: $name', (engin
   const docker = cliFor(engine);
   // What the lifecycle above makes each engine send. Podman 4.3 names actions its own way: remove
   // (destroy), exec (exec_create + exec_start), exec_died (exec_die), and adds init and cleanup;
-  // it sends no update (it has none) and no stop for `docker stop` (only kill, die, cleanup).
+  // it sends no update (it has none), and for `docker stop -t 0` kill, die, cleanup and only at
+  // times a stop (seen in one CI run): stop is the one action allowed to be there or not.
   const LIFECYCLE_ACTIONS = engine.name === 'docker'
     ? ['attach', 'create', 'destroy', 'die', 'exec_create', 'exec_die', 'exec_start', 'health_status', 'kill', 'pause', 'rename', 'restart', 'start', 'stop', 'unpause', 'update']
     : ['attach', 'cleanup', 'create', 'die', 'exec', 'exec_died', 'health_status', 'init', 'kill', 'pause', 'remove', 'rename', 'restart', 'start', 'unpause'];
+  const SOMETIMES: string[] = engine.name === 'docker' ? [] : ['container stop'];
 
   it('counts over a window exactly what docker events --since --until lists, with and without narrowing filters', async () => {
     const label = uniqueLabel('window');
@@ -146,7 +148,7 @@ describe.each(ENGINES)('events collector against the real engine: $name', (engin
 
     const expected = all.window(t1);
     // The engine sent the actions this test set out to produce (so the comparison means something).
-    expect(Object.keys(expected).sort()).toEqual(LIFECYCLE_ACTIONS.map((a) => `container ${a}`));
+    expect(Object.keys(expected).filter((k) => !SOMETIMES.includes(k)).sort()).toEqual(LIFECYCLE_ACTIONS.map((a) => `container ${a}`));
     expect(eventCounts(await byLabel.samples())).toEqual(expected);
     expect(eventCounts(await narrowed.samples())).toEqual(startDie.window(t1));
     expect(Object.keys(startDie.window(t1)).sort()).toEqual(['container die', 'container start']);

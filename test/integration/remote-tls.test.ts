@@ -62,7 +62,8 @@ describe('remote engine over TCP with TLS', () => {
   });
 
   it('runs every collector through the TLS connection', async () => {
-    const names = COLLECTORS.map((c) => c.name);
+    // The ones on by default (logs reads local files and is off unless asked for).
+    const names = COLLECTORS.filter((c) => c.defaultEnabled).map((c) => c.name);
     const samples = await waitFor(
       'every collector to succeed',
       async () => {

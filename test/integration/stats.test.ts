@@ -180,16 +180,19 @@ describe.each(ENGINES)('stats collector against the real engine: $name', (engine
       ]);
       // Let the busy loop finish so memory and CPU are still while comparing.
       // Podman's stream=false sample has an empty precpu_stats: two samples a second apart instead.
-      let last = -1;
+      // Memory too: a CPU counter that did not move over one sample is not proof the shell has
+      // finished filling its variable (on Podman the exporter once saw 22.7 of the final 31.3 MB).
+      let last = '';
       await waitFor('the container to settle', async () => {
         const a = await rawStats(engine, id);
-        const prev = onPodman ? last : a.precpu_stats.cpu_usage.total_usage;
-        last = a.cpu_stats.cpu_usage.total_usage;
+        const prev = onPodman ? last : `${a.precpu_stats.cpu_usage.total_usage} ${last.split(' ')[1] ?? ''}`;
+        last = `${a.cpu_stats.cpu_usage.total_usage} ${a.memory_stats.usage}`;
         return last === prev;
       }, 60_000, onPodman ? 1000 : 500);
       const raw = await rawStats(engine, id);
       const cli = await dockerStats(engine, id);
-      const samples = await freshScrape(exporter, id, Date.parse(raw.read) / 1000 - 2);
+      // Podman streams a record every 5 s: one up to 2 s older than `raw` may predate the settling.
+      const samples = await freshScrape(exporter, id, Date.parse(raw.read) / 1000 - (onPodman ? 0 : 2));
       const ws = value(samples, 'container_memory_working_set_bytes', { id })!;
       // Podman 4.3 sends only memory_stats.usage and .limit: nothing to subtract, so its working set
       // is the usage, page cache (the 8 MiB file) included, and the breakdown series are absent.
