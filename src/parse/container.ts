@@ -284,6 +284,15 @@ export function gpuDevices(deviceRequests: unknown[], runtime: string, env: unkn
 }
 
 /**
+ * Whether a host path from the engine can be followed under --path.rootfs as it is: absolute, with
+ * no `..` step (which would lead out of the mounted root) and no NUL. An engine names such paths
+ * itself; a proxy or a broken engine could name anything, and the exporter only stats what it is told.
+ */
+function plainAbsolute(p: string): boolean {
+  return p.startsWith('/') && !p.includes('\0') && !p.split('/').includes('..');
+}
+
+/**
  * The log file a container's driver writes on the host. json-file: `LogPath`, as inspect names it.
  * local: inspect leaves LogPath empty on purpose (moby container/container.go StartLogger: the
  * file is the driver's business), and the file is `<container folder>/local-logs/container.log`.
@@ -293,8 +302,8 @@ export function gpuDevices(deviceRequests: unknown[], runtime: string, env: unkn
  * file written now, not the rotated ones (see collectors/logs.ts).
  */
 export function logFileOf(id: string, driver: string, logPath: string, hostnamePath: string): string {
-  if (driver === 'json-file') return logPath;
-  if (driver !== 'local' || !hostnamePath.startsWith('/')) return '';
+  if (driver === 'json-file') return plainAbsolute(logPath) ? logPath : '';
+  if (driver !== 'local' || !plainAbsolute(hostnamePath)) return '';
   const containersDir = hostnamePath.split('/').slice(0, -2).join('/');
   return containersDir === '' ? '' : `${containersDir}/${id}/local-logs/container.log`;
 }

@@ -95,6 +95,11 @@ describe('inspect: the log file', () => {
     expect(logFileOf(id, 'local', '', `/data/docker/containers/${hexId(8)}/hostname`)).toBe(`/data/docker/containers/${id}/local-logs/container.log`);
     expect(logFileOf(id, 'local', '', '')).toBe('');
     expect(logFileOf(id, 'local', '', 'hostname')).toBe('');
+    // A path that would lead out of --path.rootfs is not followed.
+    expect(logFileOf(id, 'json-file', '/var/lib/docker/containers/../../../etc/shadow', '')).toBe('');
+    expect(logFileOf(id, 'json-file', 'relative/x-json.log', '')).toBe('');
+    expect(logFileOf(id, 'local', '', '/var/lib/docker/containers/../../etc/x/hostname')).toBe('');
+    expect(logFileOf(id, 'json-file', `/var/lib/docker/containers/${id}/${id}-json.log`, '')).toBe(`/var/lib/docker/containers/${id}/${id}-json.log`);
   });
 });
 
