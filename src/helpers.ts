@@ -105,3 +105,45 @@ export class CoalescingRunner<K> {
     return slot.done;
   }
 }
+
+/**
+ * A fact from the engine that may be some seconds old (the engine and swarm collectors' `/info`):
+ * `due()` starts a refresh in the background once the last good one is older than `maxAgeMs` (a
+ * refresh in flight is joined, never doubled) and, until the first success, waits at most
+ * `firstWaitMs` for it, so the first scrape has the fact and no later scrape waits. `error` is why
+ * the last refresh failed, until one succeeds; the fact itself stays with the caller's `load`.
+ */
+export class BackgroundRefresh {
+  private at = -Infinity;
+  private inFlight: Promise<void> | undefined;
+  error: Error | undefined;
+
+  constructor(
+    private readonly load: () => Promise<void>,
+    private readonly maxAgeMs: number,
+    private readonly firstWaitMs: number,
+    private readonly notYet: () => Error,
+  ) {}
+
+  async due(): Promise<void> {
+    if (performance.now() - this.at > this.maxAgeMs) this.inFlight ??= this.run();
+    if (this.at === -Infinity && this.inFlight) await withDeadline(this.inFlight, this.firstWaitMs, this.notYet);
+  }
+
+  /** The next `due()` refreshes, and waits for it as for the first. */
+  expire(): void {
+    this.at = -Infinity;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.load();
+      this.at = performance.now();
+      this.error = undefined;
+    } catch (err) {
+      this.error = err as Error;
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+}

@@ -1,6 +1,6 @@
 import { Gauge } from 'prom-client';
 import type { EngineApi } from '../docker/client.js';
-import { withDeadline } from '../helpers.js';
+import { BackgroundRefresh } from '../helpers.js';
 import { num, obj, PayloadError, str, typeName } from '../parse/guards.js';
 import type { CollectorModule } from './collector.js';
 
@@ -77,30 +77,19 @@ export const engineCollector: CollectorModule = {
     // prom-client shows a label-less gauge as 0 until set; absent is the truth until the engine answers.
     for (const g of scalars) g.remove({});
 
-    let infoAt = -Infinity;
-    /** Why the last `GET /info` failed while the engine answered pings (a proxy that refuses it, say). */
-    let infoError: Error | undefined;
-    let refreshing: Promise<void> | undefined;
+    const facts = new BackgroundRefresh(
+      // sharedInfo with 0: a payload `apply` refused is never handed back to it as fresh.
+      () => health.run('engine-info', 2 * config.docker.timeoutMs, async () => apply(await sharedInfo(docker, 0))),
+      INFO_MAX_AGE_MS,
+      FIRST_INFO_WAIT_MS,
+      () => new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; its facts follow when it does`),
+    );
     const forget = (): void => {
       // An engine that is away has no facts: stale ones would read as current.
       info.reset();
       containers.reset();
       for (const g of scalars) g.remove({});
-      infoAt = -Infinity;
-    };
-    const refresh = async (): Promise<void> => {
-      const pass = health.begin('engine-info', 2 * config.docker.timeoutMs);
-      try {
-        apply(await sharedInfo(docker, 0));
-        infoAt = performance.now();
-        infoError = undefined;
-      } catch (err) {
-        // Asked again on the next scrape; meanwhile the collector reports the failure.
-        infoError = err as Error;
-      } finally {
-        refreshing = undefined;
-        pass.end();
-      }
+      facts.expire();
     };
     const apply = (payload: unknown): void => {
       const i = obj(payload);
@@ -148,12 +137,10 @@ export const engineCollector: CollectorModule = {
           throw err;
         }
         up.set(1);
-        if (performance.now() - infoAt > INFO_MAX_AGE_MS) refreshing ??= refresh();
         // Until the first facts are in, the scrape waits a little for them; afterwards it never does.
-        if (infoAt === -Infinity && refreshing) {
-          await withDeadline(refreshing, FIRST_INFO_WAIT_MS, () => new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; its facts follow when it does`));
-        }
-        if (infoError) throw infoError;
+        await facts.due();
+        // Why /info failed while the engine answered pings (a proxy that refuses it, say).
+        if (facts.error) throw facts.error;
       },
     };
   },

@@ -2,7 +2,7 @@ import { Gauge } from 'prom-client';
 import { ConfigError, type ModuleOptions } from '../config.js';
 import { EngineStatus } from '../docker/errors.js';
 import type { RouteName } from '../docker/routes.js';
-import { withDeadline } from '../helpers.js';
+import { BackgroundRefresh } from '../helpers.js';
 import { obj, PayloadError } from '../parse/guards.js';
 import {
   isActiveManager, parseNodes, parseServices, parseSwarmMembership, parseTasks, serviceFigures,
@@ -88,33 +88,26 @@ export const swarmCollector: CollectorModule = {
     };
 
     let membership: SwarmMembership | undefined;
-    let infoAt = -Infinity;
-    let infoError: Error | undefined;
-    let refreshing: Promise<void> | undefined;
     /** Set when a swarm route said "not a manager": the next /info must be a new answer, not a shared one. */
     let stale = false;
-    const refresh = async (): Promise<void> => {
-      const pass = health.begin('swarm-info', 2 * config.docker.timeoutMs);
+    const load = async (): Promise<void> => {
+      // The engine collector's answer when it is fresh enough: one /info for both.
+      const payload = await sharedInfo(docker, stale ? 0 : INFO_MAX_AGE_MS);
+      stale = false;
       try {
-        // The engine collector's answer when it is fresh enough: one /info for both.
-        const payload = await sharedInfo(docker, stale ? 0 : INFO_MAX_AGE_MS);
-        stale = false;
-        try {
-          membership = parseSwarmMembership(payload);
-        } catch (err) {
-          // A payload that is no object at all the engine collector counts already, when it runs.
-          if (err instanceof PayloadError && (obj(payload) || !config.collectors.engine)) metrics.parseErrors.inc({ source: 'info' });
-          throw err;
-        }
-        infoAt = performance.now();
-        infoError = undefined;
+        membership = parseSwarmMembership(payload);
       } catch (err) {
-        infoError = err as Error;
-      } finally {
-        refreshing = undefined;
-        pass.end();
+        // A payload that is no object at all the engine collector counts already, when it runs.
+        if (err instanceof PayloadError && (obj(payload) || !config.collectors.engine)) metrics.parseErrors.inc({ source: 'info' });
+        throw err;
       }
     };
+    const info = new BackgroundRefresh(
+      () => health.run('swarm-info', 2 * config.docker.timeoutMs, load),
+      INFO_MAX_AGE_MS,
+      FIRST_INFO_WAIT_MS,
+      () => new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; whether this engine is a swarm manager follows when it does`),
+    );
 
     /** A swarm route's payload parsed; a malformed one counted under its route's source. */
     const ask = async <T>(route: RouteName, parse: (p: unknown) => T, query?: Record<string, unknown>): Promise<T> => {
@@ -143,12 +136,9 @@ export const swarmCollector: CollectorModule = {
 
     return {
       async update() {
-        if (performance.now() - infoAt > INFO_MAX_AGE_MS) refreshing ??= refresh();
-        if (infoAt === -Infinity && refreshing) {
-          await withDeadline(refreshing, FIRST_INFO_WAIT_MS, () => new Error(`GET /info has not answered within ${FIRST_INFO_WAIT_MS} ms; whether this engine is a swarm manager follows when it does`));
-        }
+        await info.due();
         // Not knowing whether this is a manager is a failure; the last good series stay meanwhile.
-        if (!membership) throw infoError ?? new Error('GET /info has not answered yet');
+        if (!membership) throw info.error ?? new Error('GET /info has not answered yet');
         if (!isActiveManager(membership)) {
           clear();
           return;
@@ -169,7 +159,7 @@ export const swarmCollector: CollectorModule = {
           // Demoted or gone since /info was read: ask it again at the next scrape.
           logger.debug({ collector: 'swarm', err: (err as Error).message }, 'this engine is no longer a swarm manager');
           clear();
-          infoAt = -Infinity;
+          info.expire();
           stale = true;
           membership = { ...membership, manager: false };
         }
