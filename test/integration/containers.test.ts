@@ -155,7 +155,11 @@ describe.each(ENGINES)('containers collector against the real engine: $name', (e
     await containers.run(['--name', seven], ['sh', '-c', 'exit 7']);
     await until(restarting, 'three restarts, then exited', (s) => v(s, 'docker_container_restarts_total') === 3 && current(s, 'docker_container_state') === 'exited');
     const engine = await inspect(restarting);
-    expect([engine.RestartCount, engine.State.Status, engine.State.ExitCode]).toEqual([3, 'exited', 1]);
+    // Podman's state is `stopped` from the exit until its cleanup has run, then `exited`; the
+    // exporter exports both as `exited` (README "Podman"). Seen in CI: inspect said `stopped` after
+    // the exporter had already shown the third restart's exit.
+    const status = onPodman && engine.State.Status === 'stopped' ? 'exited' : engine.State.Status;
+    expect([engine.RestartCount, status, engine.State.ExitCode]).toEqual([3, 'exited', 1]);
     let s = await seriesOf(restarting);
     expect(v(s, 'docker_container_exit_code')).toBe(1);
     expect(v(s, 'docker_container_oom_killed')).toBe(0);
