@@ -8,6 +8,7 @@ import { DockerClient } from './docker/client.js';
 import { createExporterMetrics } from './exporter-metrics.js';
 import { Inventory } from './inventory/inventory.js';
 import { LoopHealth } from './loop-health.js';
+import { registerOpenFds } from './open-fds.js';
 import { Orchestrator } from './orchestrator.js';
 import { REVISION, VERSION } from './version.js';
 import { startWebServer, type WebServer } from './web/server.js';
@@ -37,6 +38,7 @@ export function createApp(config: Config, logger: Logger, modules: readonly Coll
   // off), twice the exporter's whole budget. Once a second still shows a stalled loop.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
   for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+  registerOpenFds(registry);
   new Gauge({
     name: 'docker_exporter_build_info',
     help: 'The exporter\'s version, revision and Node.js version; always 1.',
