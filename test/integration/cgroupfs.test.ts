@@ -26,7 +26,8 @@ async function scrape(exporter: RunningExporter): Promise<Sample[]> {
 beforeAll(async () => {
   // A busy one held to half a core (and 100 tasks), one with memory in use, a pair that exchange traffic.
   ids.burn = await containers.run(['--name', `${PREFIX}burn`, '--cpus', '0.5', '--pids-limit', '100'], ['sh', '-c', 'while :; do :; done']);
-  ids.mem = await containers.run(['--name', `${PREFIX}mem`, '--memory', '64m'], ['sh', '-c', 'head -c 20000000 /dev/zero > /tmp/fill; sleep 3600']);
+  // `sync`: the page cache is clean before the comparison (see the working set below).
+  ids.mem = await containers.run(['--name', `${PREFIX}mem`, '--memory', '64m'], ['sh', '-c', 'head -c 20000000 /dev/zero > /tmp/fill; sync; sleep 3600']);
   await containers.network(`${PREFIX}net`);
   ids.server = await containers.run(['--name', `${PREFIX}server`, '--network', `${PREFIX}net`], ['sh', '-c', 'while :; do head -c 200000 /dev/zero | nc -l -p 9000 > /dev/null; done']);
   ids.client = await containers.run(['--name', `${PREFIX}client`, '--network', `${PREFIX}net`], ['sh', '-c', `for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.3; head -c 200000 /dev/zero | nc ${PREFIX}server 9000; done; sleep 3600`]);
@@ -97,9 +98,10 @@ describe('the cgroupfs stats source against the real engine', () => {
         for (const m of ['container_cpu_usage_seconds_total', 'container_cpu_user_seconds_total', 'container_cpu_system_seconds_total', 'container_memory_usage_bytes', 'container_memory_rss', 'container_memory_cache', 'container_threads']) {
           same(m, { id });
         }
-        // The working set is usage minus inactive_file, and the kernel moves page cache between its
-        // active and inactive lists of a paused cgroup as it likes (seen here: 20 MB of cache, the
-        // inactive share moving by up to 0.5 MB every few seconds, so a 1.1 MB working set read 1,044,480 by
+        // The working set is usage minus inactive_file, and the kernel moves a paused cgroup's page
+        // cache off and onto its inactive list by itself: pages under writeback leave it for a few
+        // seconds (the flusher writes a dirty file ~30 s after the write: hence the `sync`), and
+        // others move by tens of KiB (seen: 20 MB of cache, a 1.1 MB working set read 1,044,480 by
         // one exporter and 1,134,592 by the engine on both sides of it). Both read the same two
         // files and subtract, so it is held to 1 % of usage, the figure actually read.
         same('container_memory_working_set_bytes', { id }, 'container_memory_usage_bytes');

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliFor, ENGINES, PODMAN, TestContainers, waitFor, type Engine } from '../helpers/docker.js';
 import { startExporter, type RunningExporter } from '../helpers/exporter.js';
 import { findAll, parseMetrics, value, type Sample } from '../helpers/prom.js';
@@ -176,8 +176,14 @@ describe.each(ENGINES)('stats collector against the real engine: $name', (engine
     it('working set equals docker stats MEM USAGE; the memory limit is --memory; throttling shows for --cpus', async () => {
       const id = await containers.run(['--name', name('mem'), '--memory', '64m', '--cpus', '0.5', '--pids-limit', '50'], [
         // The shell keeps 20 MB in a variable; it must not exec its last command (that would free it).
-        'sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; x=$(head -c 20000000 /dev/zero | tr "\\0" a); i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; while :; do sleep 3600; done',
+        // The 8 MiB file is page cache (working set < usage); `sync` writes it back at once: else the
+        // kernel's flusher does ~30 s after the write, and pages under writeback leave the inactive
+        // list for a few seconds (seen: exactly 1 MiB, the working set 5 % off between two samples).
+        'sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; sync; x=$(head -c 20000000 /dev/zero | tr "\\0" a); i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; while :; do sleep 3600; done',
       ]);
+      // Removed even when an expectation fails: a container left running would be counted by the
+      // start/stop test below, which counts this file's running containers.
+      onTestFinished(() => docker(['rm', '-f', id]).then(() => undefined));
       // Let the busy loop finish so memory and CPU are still while comparing.
       // Podman's stream=false sample has an empty precpu_stats: two samples a second apart instead.
       // Memory too: a CPU counter that did not move over one sample is not proof the shell has
@@ -234,7 +240,6 @@ describe.each(ENGINES)('stats collector against the real engine: $name', (engine
       }
       // The containers collector's series; the stats collector relies on the same spec for CFS.
       expect(value(samples, 'container_spec_memory_limit_bytes', { id })).toBe(64 * 1024 * 1024);
-      await docker(['rm', '-f', id]);
     });
 
     // Podman 4.3 sums every interface into one pseudo-interface "network", bytes only (packets,
@@ -420,7 +425,7 @@ describe.runIf(ENGINES.includes(PODMAN))('stats source auto on Podman', () => {
     const srvName = name('asrv');
     const srv = await containers.run(['--name', srvName, '--network', net], ['sh', '-c', 'mkdir /www && head -c 3000000 /dev/zero > /www/blob && httpd -f -p 8080 -h /www']);
     await sleep(500);
-    const cli = await containers.run(['--name', name('acli'), '--network', net], ['sh', '-c', `dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; until wget -q -O /dev/null http://${srvName}:8080/blob; do sleep 0.2; done; sleep 3600`]);
+    const cli = await containers.run(['--name', name('acli'), '--network', net], ['sh', '-c', `dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; sync; until wget -q -O /dev/null http://${srvName}:8080/blob; do sleep 0.2; done; sleep 3600`]);
     const pid = Number(await docker(['inspect', '--format', '{{.State.Pid}}', cli]));
     const eth0 = (): number[] => fs.readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n').find((l) => l.trim().startsWith('eth0:'))!.split(':')[1]!.trim().split(/\s+/).map(Number);
     await waitFor('the download', () => eth0()[0]! > 3_000_000, 30_000, 200);
@@ -432,7 +437,8 @@ describe.runIf(ENGINES.includes(PODMAN))('stats source auto on Podman', () => {
     expect(value(samples, 'container_network_receive_packets_total', { id: cli, interface: 'eth0' })).toBe(rxPackets);
     expect(value(samples, 'container_network_transmit_bytes_total', { id: srv, interface: 'eth0' })).toBeGreaterThan(3_000_000);
     expect(findAll(samples, 'container_network_receive_bytes_total', { id: cli, interface: 'network' })).toHaveLength(0);
-    // The 8 MiB file is page cache, which the cgroup's memory.stat shows and the working set leaves out.
+    // The 8 MiB file is page cache, which the cgroup's memory.stat shows and the working set leaves
+    // out (written back by `sync` at once: pages under writeback leave the inactive list a while).
     expect(value(samples, 'container_memory_cache', { id: cli })).toBeGreaterThanOrEqual(8 << 20);
     expect(value(samples, 'container_memory_working_set_bytes', { id: cli })).toBeLessThan(value(samples, 'container_memory_usage_bytes', { id: cli })! - (7 << 20));
     await docker(['rm', '-f', srv, cli]);
