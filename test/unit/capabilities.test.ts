@@ -240,6 +240,17 @@ describe('image references', () => {
   const OLD = 'sha256:' + 'a'.repeat(64);
   const NEW = 'sha256:' + 'b'.repeat(64);
 
+  /** A rig whose container 1 runs OLD from `app:1`, that reference answering `answer`, seen up to date. */
+  async function upToDate(answer: string) {
+    const r = rig();
+    r.images.set('app:1', answer);
+    r.put(1, 'app:1', OLD);
+    r.refs.start();
+    r.inventory.start();
+    await until(() => r.outdated(1) === 0);
+    return r;
+  }
+
   it('resolves each distinct reference once, and all again after an image event that can move a name', async () => {
     const r = rig();
     r.images.set('app:1', OLD);
@@ -302,12 +313,7 @@ describe('image references', () => {
   });
 
   it('keeps the last id through a failed resolve, counts a garbage answer, and retries', async () => {
-    const r = rig();
-    r.images.set('app:1', OLD);
-    r.put(1, 'app:1', OLD);
-    r.refs.start();
-    r.inventory.start();
-    await until(() => r.outdated(1) === 0);
+    const r = await upToDate(OLD);
     r.images.set('app:1', new Error('socket hang up'));
     r.engine.send({ type: 'image', action: 'load', id: NEW });
     await until(() => r.asked.length >= 3);
@@ -322,24 +328,14 @@ describe('image references', () => {
   });
 
   it('compares ids with or without their sha256: prefix, and follows a Podman image removal', async () => {
-    const r = rig();
-    r.images.set('app:1', OLD.slice('sha256:'.length));
-    r.put(1, 'app:1', OLD);
-    r.refs.start();
-    r.inventory.start();
-    await until(() => r.outdated(1) === 0);
+    const r = await upToDate(OLD.slice('sha256:'.length));
     r.images.set('app:1', NEW.slice('sha256:'.length));
     r.engine.send({ type: 'image', action: 'remove', id: OLD });
     await until(() => r.outdated(1) === 1);
   });
 
   it('resolves every reference again after the events stream reconnects (image events may have been missed)', async () => {
-    const r = rig();
-    r.images.set('app:1', OLD);
-    r.put(1, 'app:1', OLD);
-    r.refs.start();
-    r.inventory.start();
-    await until(() => r.outdated(1) === 0);
+    const r = await upToDate(OLD);
     // Re-tagged with no event reaching the exporter (as one the engine no longer holds when the
     // stream comes back): the resync after the reconnect resolves it anyway.
     r.images.set('app:1', NEW);
